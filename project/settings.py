@@ -1,0 +1,272 @@
+"""Jobyard settings: the one module, read from the environment and parsed strictly.
+
+Every variable is validated when the process starts; a malformed value (a boolean that is
+not true/false, a number that is not a number, a URL that does not parse) stops start-up with
+a message naming the variable. Defaults serve local development: the services the run
+command starts (bin/run). With DEBUG off, SECRET_KEY and ALLOWED_HOSTS have no defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from django.core.exceptions import ImproperlyConfigured
+from environs import Env, EnvValidationError
+from kombu import Queue
+from marshmallow.validate import OneOf, Range
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _as_str(url: object) -> str:
+    """env.url gives a ParseResult for a set variable and the default as it was written."""
+    return url.geturl() if hasattr(url, "geturl") else str(url or "")
+
+
+#: Collect every bad variable, then report them together (env.seal() below).
+env = Env(eager=False, expand_vars=False)
+
+#: Local development services started by bin/run (see project/localdev.py).
+DEV_POSTGRES_PORT = 54329
+DEV_REDIS_PORT = 63790
+
+DEBUG = env.bool("DEBUG", default=True)
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+else:
+    SECRET_KEY = env.str("SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+DATABASES = {
+    "default": env.dj_db_url(
+        "DATABASE_URL",
+        default=f"postgres://jobyard@127.0.0.1:{DEV_POSTGRES_PORT}/jobyard",
+        conn_max_age=env.int("DB_CONN_MAX_AGE", default=60, validate=Range(min=0)),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker and hot job state ----------------------------------------------------
+
+_redis_host = env.str("REDIS_HOST", default="127.0.0.1")
+_redis_port = env.int("REDIS_PORT", default=DEV_REDIS_PORT, validate=Range(min=1, max=65535))
+_redis_password = env.str("REDIS_PASSWORD", default="")
+_redis_db = env.int("REDIS_DB", default=0, validate=Range(min=0, max=15))
+_redis_tls = env.bool("REDIS_TLS", default=False)
+_auth = f":{quote(_redis_password, safe='')}@" if _redis_password else ""
+REDIS_URL = env.url(
+    "REDIS_URL",
+    default=f"{'rediss' if _redis_tls else 'redis'}://{_auth}{_redis_host}:{_redis_port}/{_redis_db}",
+    schemes={"redis", "rediss", "unix"},
+    require_tld=False,
+)
+REDIS_URL = _as_str(REDIS_URL)
+#: "host:port,host:port"; when set, clients ask these sentinels for REDIS_SENTINEL_MASTER.
+REDIS_SENTINELS = [
+    (host, int(port))
+    for host, _, port in (item.rpartition(":") for item in env.list("REDIS_SENTINELS", default=[]))
+]
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+
+# --- Queues: the one place queue names and their defaults live -----------------------
+
+QUEUE_CONCURRENCY = env.int("QUEUE_CONCURRENCY", default=5, validate=Range(min=1, max=512))
+_QUEUE_DEFAULT_CONCURRENCY = {
+    "default": QUEUE_CONCURRENCY,
+    "email": 5,
+    "notifications": 5,
+    "webhooks": 5,
+    "reports": 2,
+    "cleanup": 1,
+    "catalog": 1,
+}
+#: name -> options; each queue's concurrency is overridable as QUEUE_<NAME>_CONCURRENCY.
+JOBYARD_QUEUES: dict[str, dict[str, int]] = {
+    name: {
+        "concurrency": env.int(
+            f"QUEUE_{name.upper()}_CONCURRENCY", default=default, validate=Range(min=1, max=512)
+        )
+    }
+    for name, default in _QUEUE_DEFAULT_CONCURRENCY.items()
+}
+JOBYARD_DEFAULT_QUEUE = "default"
+
+# --- Celery (CELERY_ namespace, read by project/celery.py) ----------------------------
+
+CELERY_BROKER_URL = REDIS_URL
+#: Why 3600 s: the visibility timeout only matters for a message whose worker died before
+#: acking it. Delays never sit unacked in a worker (no ETA/countdown), so the timeout is a
+#: backstop, not a scheduler: it must exceed the longest job (else a running job's message
+#: is redelivered) and the cost of a long one is only a slow redelivery after a crash.
+CELERY_BROKER_VISIBILITY_TIMEOUT = env.int(
+    "CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600, validate=Range(min=60)
+)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
+    # Ten priority lists per queue, polled highest first: priority 1 outruns a backlog.
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+if REDIS_SENTINELS:
+    CELERY_BROKER_URL = ";".join(f"sentinel://{h}:{p}/{_redis_db}" for h, p in REDIS_SENTINELS)
+    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
+    if _redis_password:
+        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {"password": _redis_password}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(CELERY_BROKER_TRANSPORT_OPTIONS)
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = JOBYARD_DEFAULT_QUEUE
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOBYARD_QUEUES]
+#: The one routing table: each job type declares its queue; the router reads the registry.
+CELERY_TASK_ROUTES = ("tasks.registry.route_task",)
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Django ---------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "tasks",
+    "catalog",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+CELERY_TIMEZONE = TIME_ZONE
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+
+# --- Email ----------------------------------------------------------------------------
+
+vars().update(env.dj_email_url("EMAIL_URL", default="console://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobyard@localhost")
+
+# --- Security: on by default when DEBUG is off -------------------------------------------
+
+_secure = not DEBUG
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_secure)
+#: Probes speak plain HTTP inside the cluster; they must not be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_secure)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_secure)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _secure else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_secure)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_secure)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=_secure):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Processes --------------------------------------------------------------------------
+
+#: "user:password"; Flower refuses to start without it outside DEBUG (see Procfile).
+FLOWER_BASIC_AUTH = env.str("FLOWER_BASIC_AUTH", default="")
+FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/")
+COBS_API_URL = _as_str(
+    env.url("COBS_API_URL", default="https://cobs.si/api/comet_list.api", schemes={"http", "https"})
+)
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+
+# --- Logging: structlog, JSON in production, readable lines in a terminal -----------------
+
+LOG_FORMAT = env.str(
+    "LOG_FORMAT", default="console" if DEBUG else "json", validate=OneOf(["json", "console"])
+)
+LOG_LEVEL = env.str(
+    "LOG_LEVEL", default="INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
+)
+
+try:
+    env.seal()
+except EnvValidationError as exc:
+    problems = "; ".join(
+        f"{name}: {' '.join(map(str, msgs))}" for name, msgs in exc.error_messages.items()
+    )
+    raise ImproperlyConfigured(f"Invalid environment: {problems}") from None
+
+if FLOWER_BASIC_AUTH and ":" not in FLOWER_BASIC_AUTH:
+    raise ImproperlyConfigured("Invalid environment: FLOWER_BASIC_AUTH: expected user:password")
+
+from project.logging import configure_logging  # noqa: E402
+
+# Django's own dictConfig step is replaced by ours, which also configures structlog.
+LOGGING_CONFIG = None
+configure_logging(LOG_FORMAT, LOG_LEVEL)
+
+if SENTRY_DSN:
+    try:
+        import sentry_sdk
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "SENTRY_DSN is set but sentry-sdk is not installed: pip install 'jobyard[sentry]'"
+        ) from exc
+    sentry_sdk.init(dsn=SENTRY_DSN, send_default_pii=False)

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class TasksConfig(AppConfig):
+    name = "tasks"
+    verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        # Every process (web, worker, beat, shell) knows every job type, not only workers.
+        autodiscover_modules("jobs")
