@@ -86,16 +86,74 @@ _QUEUE_DEFAULT_CONCURRENCY = {
     "cleanup": 1,
     "catalog": 1,
 }
-#: name -> options; each queue's concurrency is overridable as QUEUE_<NAME>_CONCURRENCY.
-JOBYARD_QUEUES: dict[str, dict[str, int]] = {
+_RATE_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_invalid: list[str] = []
+
+
+def _rate_limit(variable: str) -> tuple[int, int] | None:
+    """`QUEUE_EMAIL_RATE_LIMIT=100/60s`: at most 100 job starts in any 60 s, all workers."""
+    raw = env.str(variable, default="").strip()
+    if not raw:
+        return None
+    try:
+        count, per = raw.split("/")
+        unit = next(u for u in ("ms", "s", "m", "h") if per.endswith(u))
+        duration = int(per[: -len(unit)] or 1) * _RATE_UNITS_MS[unit]
+        if int(count) < 1 or duration < 1:
+            raise ValueError
+        return int(count), duration
+    except (ValueError, StopIteration):
+        _invalid.append(f"{variable}: expected <max>/<duration> such as 10/1s or 100/5m")
+        return None
+
+
+def _queue_int(name: str, option: str, default: int, low: int) -> int:
+    return env.int(f"QUEUE_{name.upper()}_{option}", default=default, validate=Range(min=low))
+
+
+#: name -> options. Each is overridable per queue: QUEUE_<NAME>_CONCURRENCY,
+#: QUEUE_<NAME>_RATE_LIMIT, QUEUE_<NAME>_KEEP_COMPLETED, QUEUE_<NAME>_KEEP_FAILED.
+JOBYARD_QUEUES: dict[str, dict] = {
     name: {
-        "concurrency": env.int(
-            f"QUEUE_{name.upper()}_CONCURRENCY", default=default, validate=Range(min=1, max=512)
-        )
+        "concurrency": _queue_int(name, "CONCURRENCY", default, 1),
+        "rate_limit": _rate_limit(f"QUEUE_{name.upper()}_RATE_LIMIT"),
+        "keep_completed": _queue_int(name, "KEEP_COMPLETED", 100, 0),
+        "keep_failed": _queue_int(name, "KEEP_FAILED", 50, 0),
     }
     for name, default in _QUEUE_DEFAULT_CONCURRENCY.items()
 }
 JOBYARD_DEFAULT_QUEUE = "default"
+
+#: The job platform's knobs. Tests shrink the times; production keeps the defaults.
+JOBYARD = {
+    "KEY_PREFIX": env.str("JOBYARD_KEY_PREFIX", default="jy:"),
+    # A running job's lock lives this long unless its worker renews it (every third of it);
+    # a job whose lock expired is found stalled and run again.
+    "LOCK_DURATION_MS": env.int(
+        "JOBYARD_LOCK_DURATION_MS", default=30_000, validate=Range(min=500)
+    ),
+    "STALLED_INTERVAL_MS": env.int(
+        "JOBYARD_STALLED_INTERVAL_MS", default=15_000, validate=Range(min=100)
+    ),
+    "MAX_STALLED": env.int("JOBYARD_MAX_STALLED", default=1, validate=Range(min=0)),
+    # How often a worker looks for due delayed jobs at most; it sleeps less when one is due.
+    "PROMOTE_INTERVAL_MS": env.int(
+        "JOBYARD_PROMOTE_INTERVAL_MS", default=200, validate=Range(min=10, max=5000)
+    ),
+    "HEARTBEAT_INTERVAL_MS": env.int(
+        "JOBYARD_HEARTBEAT_INTERVAL_MS", default=5_000, validate=Range(min=100)
+    ),
+    "EVENTS_MAXLEN": env.int("JOBYARD_EVENTS_MAXLEN", default=10_000, validate=Range(min=100)),
+    "STACKTRACES_KEPT": 10,
+    # Multiplies every retry back-off: tests run the documented policy 100x faster.
+    "BACKOFF_SCALE": env.float("JOBYARD_BACKOFF_SCALE", default=1.0, validate=Range(min=0)),
+    # SIGTERM: running jobs get this long to finish, then the worker cuts them off (a cold
+    # shutdown); they are still active in the registry, so they are found stalled and run
+    # again elsewhere. Celery's own soft shutdown always sleeps its whole timeout.
+    "SHUTDOWN_GRACE_S": env.float("WORKER_SHUTDOWN_GRACE", default=30.0, validate=Range(min=0)),
+    "DEFAULT_ATTEMPTS": 3,
+    "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
+}
 
 # --- Celery (CELERY_ namespace, read by project/celery.py) ----------------------------
 
@@ -120,9 +178,11 @@ if REDIS_SENTINELS:
     if _redis_password:
         CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {"password": _redis_password}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_RESULT_BACKEND = CELERY_BROKER_URL
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(CELERY_BROKER_TRANSPORT_OPTIONS)
-CELERY_RESULT_EXPIRES = 24 * 3600
+# The job registry keeps states and results; Celery's result backend is not used.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+#: Reuses one Redis client per channel instead of building one per operation.
+CELERY_BROKER_TRANSPORT = "tasks.transport:Transport" if not REDIS_SENTINELS else None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -248,13 +308,14 @@ LOG_LEVEL = env.str(
 try:
     env.seal()
 except EnvValidationError as exc:
-    problems = "; ".join(
+    _invalid[:0] = [
         f"{name}: {' '.join(map(str, msgs))}" for name, msgs in exc.error_messages.items()
-    )
-    raise ImproperlyConfigured(f"Invalid environment: {problems}") from None
+    ]
 
 if FLOWER_BASIC_AUTH and ":" not in FLOWER_BASIC_AUTH:
-    raise ImproperlyConfigured("Invalid environment: FLOWER_BASIC_AUTH: expected user:password")
+    _invalid.append("FLOWER_BASIC_AUTH: expected user:password")
+if _invalid:
+    raise ImproperlyConfigured(f"Invalid environment: {'; '.join(_invalid)}")
 
 from project.logging import configure_logging  # noqa: E402
 

@@ -1,6 +1,29 @@
-"""Jobyard's job platform: declare job types, enqueue them, inspect them."""
+"""Jobyard's job platform: declare job types, enqueue them, inspect and steer them.
 
-from tasks.enqueue import enqueue
-from tasks.registry import JobContext, UnknownJobType, job_type
+Everything here is the public API; domain apps use nothing else of `tasks`.
+"""
 
-__all__ = ["JobContext", "UnknownJobType", "enqueue", "job_type"]
+from tasks.enqueue import enqueue, enqueue_bulk
+from tasks.errors import (
+    InvalidJobData,
+    InvalidJobOptions,
+    InvalidJobState,
+    JobFailed,
+    JobyardError,
+    PermanentError,
+    UnknownJobType,
+    UnknownQueue,
+    WaitTimeout,
+)
+from tasks.events import Event, subscribe
+from tasks.job import Job, get_job
+from tasks.metrics import all_queue_metrics, get_workers
+from tasks.queue import Queue
+from tasks.registry import get_job_type, job_type, job_types
+
+__all__ = [
+    "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
+    "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
+    "all_queue_metrics", "enqueue", "enqueue_bulk", "get_job", "get_job_type", "get_workers",
+    "job_type", "job_types", "subscribe",
+]  # fmt: skip

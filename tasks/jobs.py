@@ -6,11 +6,12 @@ import socket
 import time
 from typing import Any
 
-from tasks.registry import JobContext, job_type
+from tasks.job import Job
+from tasks.registry import job_type
 
 
-@job_type("ping", queue="default")
-def ping(job: JobContext, sent_at: float | None = None) -> dict[str, Any]:
+@job_type("ping", queue="default", attempts=1)
+def ping(job: Job, sent_at: float | None = None) -> dict[str, Any]:
     """The smoke test of the whole pipeline: returns pong and when it ran."""
     started = time.time()
     return {

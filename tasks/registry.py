@@ -1,7 +1,16 @@
-"""The job type registry: each job type declared once (name, queue, function)."""
+"""The job type registry: each job type declared once.
+
+A declaration names the job type, its queue, its parameter schema (from the function's
+signature, or an explicit pydantic model) and its default options. That one declaration
+drives enqueue validation, routing, the HTTP trigger API, the CLI and the admin form.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,15 +18,11 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic.alias_generators import to_camel
 
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a job function learns about the job it is running."""
-
-    id: str
-    name: str
-    queue: str
+from tasks.errors import InvalidJobData, UnknownJobType, UnknownQueue
+from tasks.options import ID_PATTERN, JobOptions, parse_options, validation_errors
 
 
 @dataclass(frozen=True)
@@ -25,37 +30,120 @@ class JobType:
     name: str
     queue: str
     func: Callable[..., Any]
+    schema: type[BaseModel]
+    defaults: JobOptions
+    #: Exceptions no retry will fix: a job raising one fails at once.
+    throws: tuple[type[BaseException], ...]
     task: Task
+    description: str
+
+    def validate(self, data: dict[str, Any] | None) -> dict[str, Any]:
+        """The job's parameters as JSON-ready snake_case, or InvalidJobData naming fields."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidJobData(self.name, [{"field": "(root)", "message": "must be an object"}])
+        try:
+            params = self.schema.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidJobData(self.name, validation_errors(exc)) from None
+        except ValueError as exc:  # a value pydantic cannot turn into JSON
+            raise InvalidJobData(self.name, [{"field": "(root)", "message": str(exc)}]) from None
+        bad = _non_finite(params)
+        if bad:
+            raise InvalidJobData(self.name, [{"field": bad, "message": "must be a finite number"}])
+        return params
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.schema.model_json_schema(by_alias=True)
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """JSON has no NaN or Infinity: the path of the first such number, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(root)"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
 
 
 _REGISTRY: dict[str, JobType] = {}
+_SCHEMA_CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
-class UnknownJobType(LookupError):
-    def __init__(self, name: str) -> None:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        super().__init__(f"unknown job type {name!r}; known job types: {known}")
-        self.name = name
+def _schema_from_signature(name: str, func: Callable[..., Any]) -> type[BaseModel]:
+    params = list(inspect.signature(func).parameters.values())
+    if not params:
+        raise ImproperlyConfigured(f"job type {name!r}: the function must take `job` first")
+    fields: dict[str, Any] = {}
+    for param in params[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ImproperlyConfigured(
+                f"job type {name!r}: parameter {param.name!r} must be a named parameter"
+            )
+        annotation = Any if param.annotation is param.empty else param.annotation
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]", name)) + "Params"
+    return create_model(model_name, __config__=_SCHEMA_CONFIG, **fields)
 
 
-def job_type(name: str, *, queue: str = settings.JOBYARD_DEFAULT_QUEUE) -> Callable:
-    """Declare `func(job, **params)` as the job type `name`, run on `queue`."""
+def job_type(
+    name: str,
+    *,
+    queue: str | None = None,
+    schema: type[BaseModel] | None = None,
+    throws: tuple[type[BaseException], ...] = (),
+    **default_options: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare `func(job, **params)` as job type `name`.
+
+    Default options (attempts, backoff, timeout, priority, remove_on_complete, ...) are
+    validated here: an unknown or out-of-range option is an error at declaration, not a
+    surprise at enqueue.
+    """
+    queue = queue or settings.JOBYARD_DEFAULT_QUEUE
+    if not re.match(ID_PATTERN, name):
+        raise ImproperlyConfigured(f"job type name {name!r} must match {ID_PATTERN}")
     if queue not in settings.JOBYARD_QUEUES:
         raise ImproperlyConfigured(
             f"job type {name!r}: unknown queue {queue!r}; queues: {', '.join(settings.JOBYARD_QUEUES)}"
         )
+    if "job_id" in default_options or "jobId" in default_options:
+        raise ImproperlyConfigured(f"job type {name!r}: job_id is per enqueue, not a default")
+    defaults = parse_options(
+        {
+            "attempts": settings.JOBYARD["DEFAULT_ATTEMPTS"],
+            "backoff": settings.JOBYARD["DEFAULT_BACKOFF"],
+            **default_options,
+        }
+    )
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY and _REGISTRY[name].func is not func:
+        existing = _REGISTRY.get(name)
+        if existing and existing.func.__qualname__ != func.__qualname__:
             raise ImproperlyConfigured(f"job type {name!r} is declared twice")
+        from tasks.runner import JobTask  # the runner needs the registry: import late
 
-        @shared_task(name=name, bind=True)
-        def entry_point(task: Task, **params: Any) -> Any:
-            request = task.request
-            context = JobContext(id=request.id, name=name, queue=queue)
-            return func(context, **params)
+        model = schema or _schema_from_signature(name, func)
 
-        _REGISTRY[name] = JobType(name=name, queue=queue, func=func, task=entry_point)
+        def run_job(self: JobTask) -> None:
+            self.run_job()
+
+        task = shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run_job)
+        _REGISTRY[name] = JobType(
+            name=name, queue=queue, func=func, schema=model, defaults=defaults,
+            throws=tuple(throws), task=task,
+            description=inspect.cleandoc(func.__doc__ or "").split("\n\n")[0],
+        )  # fmt: skip
         return func
 
     return decorate
@@ -65,14 +153,25 @@ def get_job_type(name: str) -> JobType:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownJobType(name) from None
+        raise UnknownJobType(name, sorted(_REGISTRY)) from None
 
 
 def job_types() -> dict[str, JobType]:
-    return dict(_REGISTRY)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def check_queue(name: str) -> str:
+    if name not in settings.JOBYARD_QUEUES:
+        raise UnknownQueue(name, list(settings.JOBYARD_QUEUES))
+    return name
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
     """Celery router: a job type's declared queue is its route."""
     declared = _REGISTRY.get(name)
     return {"queue": declared.queue} if declared else None
+
+
+def dumps(value: Any) -> str:
+    """JSON as the registry stores it: compact, and no NaN or Infinity."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -1,9 +1,8 @@
 import time
 
-from celery.exceptions import TimeoutError as CeleryTimeout
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks import enqueue
+from tasks import WaitTimeout, enqueue
 
 
 class Command(BaseCommand):
@@ -14,15 +13,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, timeout: float, **options) -> None:
         sent = time.time()
-        result = enqueue("ping", {"sent_at": sent})
+        job = enqueue("ping", {"sent_at": sent})
         try:
-            pong = result.get(timeout=timeout)
-        except CeleryTimeout:
+            pong = job.wait_until_finished(timeout=timeout)
+        except WaitTimeout:
             raise CommandError(
-                f"ping {result.id}: no worker completed it within {timeout:g} s"
+                f"ping {job.id}: no worker completed it within {timeout:g} s"
             ) from None
         round_trip_ms = (time.time() - sent) * 1000
         self.stdout.write(
-            f"ping {result.id}: pong from {pong['worker']}, round trip {round_trip_ms:.1f} ms "
+            f"ping {job.id}: pong from {pong['worker']}, round trip {round_trip_ms:.1f} ms "
             f"(queued {pong['queueMs']:.1f} ms)"
         )

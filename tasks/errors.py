@@ -1,0 +1,64 @@
+"""The platform's errors: each says what is wrong and names the field or option at fault."""
+
+from __future__ import annotations
+
+
+class JobyardError(Exception):
+    """Base class of every error the job platform raises on purpose."""
+
+
+class UnknownJobType(JobyardError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown job type {name!r}; known job types: {', '.join(known) or 'none'}"
+        )
+        self.name = name
+        self.known = known
+
+
+class InvalidJobData(JobyardError, ValueError):
+    """Data that fails the job type's parameter schema. `errors` lists {field, message}."""
+
+    def __init__(self, job_type: str, errors: list[dict[str, str]]) -> None:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(f"invalid data for {job_type!r}: {detail}")
+        self.job_type = job_type
+        self.errors = errors
+
+
+class InvalidJobOptions(JobyardError, ValueError):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(f"invalid job options: {detail}")
+        self.errors = errors
+
+
+class UnknownQueue(JobyardError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown queue {name!r}; queues: {', '.join(known)}")
+        self.name = name
+
+
+class JobNotFound(JobyardError, LookupError):
+    pass
+
+
+class InvalidJobState(JobyardError):
+    """The operation does not apply to the job's current state (retry a completed job...)."""
+
+
+class PermanentError(Exception):
+    """Raise from a job to fail it at once: no retry would fix this."""
+
+
+class JobFailed(JobyardError):
+    """wait_until_finished(): the job failed; `reason` is its failedReason."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"job {job_id} failed: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class WaitTimeout(JobyardError, TimeoutError):
+    pass

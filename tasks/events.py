@@ -1,0 +1,67 @@
+"""Job events: every state change is also an entry on its queue's Redis stream.
+
+Events: waiting, active, progress, completed, failed, delayed, retrying, stalled (and
+removed, paused, resumed). Each names the job and its queue. Streams are capped at
+JOBYARD_EVENTS_MAXLEN entries per queue, so a subscriber that falls that far behind
+skips ahead; the registry, not the stream, is the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from tasks import scripts
+from tasks.connection import get_redis
+
+
+@dataclass(frozen=True)
+class Event:
+    queue: str
+    id: str  # the stream entry id: increasing, usable as a cursor
+    event: str
+    job_id: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"queue": self.queue, "event": self.event, "jobId": self.job_id, **self.fields}
+
+
+def last_event_id(queue: str) -> str:
+    newest = get_redis().xrevrange(scripts.events_key(queue), count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
+def read_events(
+    cursors: dict[str, str], block_ms: int | None = None, count: int = 1000
+) -> list[Event]:
+    """Events after each queue's cursor, oldest first; waits up to block_ms for one."""
+    streams = {scripts.events_key(queue): cursor for queue, cursor in cursors.items()}
+    by_key = {scripts.events_key(queue): queue for queue in cursors}
+    reply = get_redis().xread(streams, count=count, block=block_ms)
+    events = []
+    for key, entries in reply or []:
+        queue = by_key[key.decode()]
+        for entry_id, raw in entries:
+            fields = {k.decode(): v.decode() for k, v in raw.items()}
+            events.append(
+                Event(queue, entry_id.decode(), fields.pop("event"), fields.pop("jobId"), fields)
+            )
+    return events
+
+
+def subscribe(queues: Iterable[str] | None = None, *, from_id: str = "$",
+              block_ms: int = 1000) -> Iterator[Event]:  # fmt: skip
+    """Events of `queues` (every queue when None) as they happen, in order per queue.
+
+    `from_id="$"` starts at now; a stream id replays from there. The generator blocks in
+    Redis, not in a polling loop; stop it by closing it (or leaving the loop).
+    """
+    names = list(queues or settings.JOBYARD_QUEUES)
+    cursors = {q: last_event_id(q) if from_id == "$" else from_id for q in names}
+    while True:
+        for event in read_events(cursors, block_ms=block_ms):
+            cursors[event.queue] = event.id
+            yield event

@@ -1,0 +1,176 @@
+"""A job as the registry holds it, and what can be done to one."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from tasks import scripts
+from tasks.connection import get_redis
+from tasks.errors import InvalidJobState, JobFailed, WaitTimeout
+
+STATES = ("waiting", "delayed", "active", "completed", "failed", "paused")
+FINISHED = ("completed", "failed")
+
+
+@dataclass
+class Job:
+    queue: str
+    id: str
+    name: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    opts: dict[str, Any] = field(default_factory=dict)
+    #: One of STATES; None for a job sent inside a transaction that has not committed yet.
+    state: str | None = None
+    progress: Any = 0
+    returnvalue: Any = None
+    attempts_made: int = 0
+    attempts: int = 1
+    failed_reason: str | None = None
+    stacktrace: list[str] = field(default_factory=list)
+    created_at: int | None = None
+    processed_on: int | None = None
+    finished_on: int | None = None
+    delay_until: int | None = None
+    worker: str | None = None
+    stalled_count: int = 0
+    priority: int | None = None
+    _token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_hash(cls, queue: str, job_id: str, raw: dict[bytes, bytes], paused: bool) -> Job:
+        h = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def num(name: str) -> int | None:
+            return int(h[name]) if h.get(name) else None
+
+        state = h.get("state")
+        if state == "waiting" and paused:
+            state = "paused"
+        return cls(
+            queue=queue, id=job_id, name=h.get("name", ""), data=json.loads(h.get("data", "{}")),
+            opts=json.loads(h.get("opts", "{}")), state=state,
+            progress=json.loads(h["progress"]) if "progress" in h else 0,
+            returnvalue=json.loads(h["returnvalue"]) if "returnvalue" in h else None,
+            attempts_made=num("attemptsMade") or 0, attempts=num("attempts") or 1,
+            failed_reason=h.get("failedReason"), stacktrace=json.loads(h.get("stacktrace", "[]")),
+            created_at=num("createdAt"), processed_on=num("processedOn"),
+            finished_on=num("finishedOn"),
+            delay_until=num("delayUntil") if state == "delayed" else None,
+            worker=h.get("worker"), stalled_count=num("stalledCount") or 0,
+            priority=(num("priority") or 0) + 1,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The HTTP API's shape (camelCase, as the BullMQ-based seeds had it)."""
+        return {
+            "id": self.id, "name": self.name, "queue": self.queue, "state": self.state,
+            "progress": self.progress, "data": self.data, "opts": self.opts,
+            "returnvalue": self.returnvalue, "attemptsMade": self.attempts_made,
+            "attempts": self.attempts, "failedReason": self.failed_reason,
+            "stacktrace": self.stacktrace, "priority": self.priority, "worker": self.worker,
+            "stalledCount": self.stalled_count,
+            "timestamps": {
+                "createdAt": self.created_at, "processedOn": self.processed_on,
+                "finishedOn": self.finished_on, "delayUntil": self.delay_until,
+            },
+        }  # fmt: skip
+
+    # --- reading ---------------------------------------------------------------------
+
+    def refresh(self) -> Job:
+        fresh = get_job(self.queue, self.id)
+        if fresh is None:
+            raise InvalidJobState(f"job {self.id} no longer exists in queue {self.queue!r}")
+        for name in self.__dataclass_fields__:
+            if name != "_token":
+                setattr(self, name, getattr(fresh, name))
+        return self
+
+    def wait_until_finished(self, timeout: float = 30.0) -> Any:
+        """The job's return value once it completes; JobFailed once it fails for good.
+
+        Built on the queue's event stream: the last event id is read before the state, so
+        a job that finishes between the two is not missed.
+        """
+        from tasks.events import last_event_id, read_events
+
+        deadline = time.monotonic() + timeout
+        cursor = last_event_id(self.queue)
+        while True:
+            state = get_redis().hget(scripts.job_key(self.queue, self.id), "state")
+            if state in (b"completed", b"failed"):
+                self.refresh()
+                if self.state == "failed":
+                    raise JobFailed(self.id, self.failed_reason or "")
+                return self.returnvalue
+            if state is None and self.state is not None:
+                raise InvalidJobState(f"job {self.id} was removed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"job {self.id} did not finish within {timeout:g} s")
+            for event in read_events({self.queue: cursor}, int(min(remaining, 5) * 1000)):
+                cursor = event.id
+                if event.job_id == self.id and event.event in FINISHED:
+                    break
+
+    # --- changing ----------------------------------------------------------------------
+
+    def update_progress(self, progress: int | float | dict[str, Any]) -> None:
+        """Report progress (a number 0-100 or a JSON object) from inside the running job."""
+        if self._token is None:
+            raise InvalidJobState("update_progress() is for the job's own function while it runs")
+        if isinstance(progress, bool) or not isinstance(progress, int | float | dict):
+            raise ValueError("progress must be a number from 0 to 100 or a JSON object")
+        if not isinstance(progress, dict) and not 0 <= progress <= 100:
+            raise ValueError("progress must be between 0 and 100")
+        from tasks.registry import dumps
+
+        encoded = dumps(progress)
+        scripts.run(
+            "progress", self.queue, self.id, self._token, encoded, settings.JOBYARD["EVENTS_MAXLEN"]
+        )
+        self.progress = progress
+
+    def retry(self) -> None:
+        """Send a failed job again, with a fresh attempt budget."""
+        retried = scripts.run("retry", self.queue, settings.JOBYARD["EVENTS_MAXLEN"], self.id)
+        if not retried:
+            raise InvalidJobState(f"job {self.id} is not failed (state: {self.state})")
+        self.refresh()
+
+    def remove(self) -> None:
+        """Remove the job in whatever state but active (its worker holds it)."""
+        (result,) = scripts.run("remove", self.queue, settings.JOBYARD["EVENTS_MAXLEN"], self.id)
+        if result == -1:
+            raise InvalidJobState(f"job {self.id} is active; it can be removed once it finishes")
+        if result == 0:
+            raise InvalidJobState(f"job {self.id} no longer exists")
+        self.state = None
+
+
+def get_job(queue: str, job_id: str) -> Job | None:
+    """The job `job_id` of `queue`, or None when there is none."""
+    from tasks.registry import check_queue
+
+    check_queue(queue)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(scripts.job_key(queue, job_id))
+    pipe.exists(scripts.state_key(queue, "paused"))
+    raw, paused = pipe.execute()
+    return Job.from_hash(queue, job_id, raw, bool(paused)) if raw else None
+
+
+def get_jobs(queue: str, ids: list[str], paused: bool) -> list[Job]:
+    pipe = get_redis().pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hgetall(scripts.job_key(queue, job_id))
+    return [
+        Job.from_hash(queue, job_id, raw, paused)
+        for job_id, raw in zip(ids, pipe.execute(), strict=True)
+        if raw
+    ]

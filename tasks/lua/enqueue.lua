@@ -1,0 +1,27 @@
+-- Create jobs unless their id exists (idempotency), then make each waiting or delayed.
+-- ARGV: prefix, queue, maxlen, count, then per job 8 values:
+--   id, name, data, opts, priority step, timelimit json, delay ms, attempts
+-- Returns per job 1 (created) or 0 (an existing job kept its place).
+local p, q, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now = now_ms()
+local created = {}
+for i = 0, n - 1 do
+  local b = 5 + i * 8
+  local id = ARGV[b]
+  local k = jkey(p, q, id)
+  if redis.call('EXISTS', k) == 1 then
+    created[#created + 1] = 0
+  else
+    redis.call('HSET', k, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
+               'priority', ARGV[b + 4], 'tl', ARGV[b + 5], 'attempts', ARGV[b + 7],
+               'attemptsMade', 0, 'createdAt', now)
+    local delay = tonumber(ARGV[b + 6])
+    if delay > 0 then
+      make_delayed(p, q, id, now + delay, maxlen, 'delayed')
+    else
+      make_waiting(p, q, id, now, maxlen)
+    end
+    created[#created + 1] = 1
+  end
+end
+return created

@@ -1,0 +1,92 @@
+-- Shared by every script (prepended by tasks/scripts.py). Keys are built here from a prefix
+-- and the queue name: the registry assumes one Redis (or a Sentinel master), not a Cluster.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function jkey(p, q, id) return p .. q .. ':j:' .. id end
+local function skey(p, q, state) return p .. q .. ':' .. state end
+
+local function emit(p, q, maxlen, event, id, ...)
+  redis.call('XADD', p .. q .. ':events', 'MAXLEN', '~', maxlen, '*',
+             'event', event, 'jobId', id, ...)
+end
+
+-- A Celery protocol-2 message, as kombu's Redis transport stores it, for a job whose
+-- arguments live in the registry: the body carries none. Ids and names are restricted to
+-- characters that need no JSON escaping (checked in Python before any script runs).
+local BODY = '[[], {}, {\\"callbacks\\": null, \\"errbacks\\": null, \\"chain\\": null, \\"chord\\": null}]'
+
+local function publish(p, q, id)
+  local k = jkey(p, q, id)
+  local f = redis.call('HMGET', k, 'name', 'priority', 'tl')
+  local step = tonumber(f[2]) or 0
+  local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
+  local list = q
+  if step > 0 then list = q .. ':' .. step end
+  redis.call('LPUSH', list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
+    '"content-type": "application/json", "headers": {"lang": "py", "task": "' .. f[1] ..
+    '", "id": "' .. id .. '", "shadow": null, "eta": null, "expires": null, "group": null, ' ..
+    '"group_index": null, "retries": 0, "timelimit": ' .. (f[3] or '[null, null]') ..
+    ', "root_id": "' .. id .. '", "parent_id": null, "argsrepr": "()", "kwargsrepr": "{}", ' ..
+    '"origin": "jobyard", "ignore_result": true, "replaced_task_nesting": 0, ' ..
+    '"stamped_headers": null, "stamps": {}}, "properties": {"correlation_id": "' .. id ..
+    '", "reply_to": "", "delivery_mode": 2, "delivery_info": {"exchange": "", ' ..
+    '"routing_key": "' .. q .. '"}, "priority": ' .. step ..
+    ', "body_encoding": "utf-8", "delivery_tag": "' .. tag .. '"}}')
+end
+
+-- Into `waiting`: sent to the broker, or parked while the queue is paused.
+local function make_waiting(p, q, id, now, maxlen)
+  redis.call('HSET', jkey(p, q, id), 'state', 'waiting', 'waitingSince', now)
+  redis.call('ZADD', skey(p, q, 'wait'), now, id)
+  if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then
+    redis.call('RPUSH', skey(p, q, 'parked'), id)
+  else
+    publish(p, q, id)
+  end
+  emit(p, q, maxlen, 'waiting', id)
+end
+
+local function make_delayed(p, q, id, due, maxlen, event, ...)
+  redis.call('HSET', jkey(p, q, id), 'state', 'delayed', 'delayUntil', due)
+  redis.call('ZADD', skey(p, q, 'delayed'), due, id)
+  emit(p, q, maxlen, event, id, 'delayUntil', due, ...)
+end
+
+-- Retention: keep the newest `keep` (-1: all) and none older than `age` ms (0: no limit).
+local function trim(p, q, state, keep, age, now)
+  local set = skey(p, q, state)
+  local doomed = {}
+  if age > 0 then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)) do
+      doomed[#doomed + 1] = id
+    end
+  end
+  if keep >= 0 then
+    local excess = redis.call('ZCARD', set) - keep
+    if excess > 0 then
+      for _, id in ipairs(redis.call('ZRANGE', set, 0, math.min(excess, 1000) - 1)) do
+        doomed[#doomed + 1] = id
+      end
+    end
+  end
+  for _, id in ipairs(doomed) do
+    redis.call('ZREM', set, id)
+    redis.call('DEL', jkey(p, q, id))
+  end
+end
+
+local function count_minute(p, q, now, field, amount)
+  local k = p .. q .. ':stats:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', k, field, amount)
+  redis.call('EXPIRE', k, 172800)
+end
+
+local function sample(p, q, name, value)
+  local k = p .. q .. ':' .. name
+  redis.call('LPUSH', k, value)
+  redis.call('LTRIM', k, 0, 999)
+end

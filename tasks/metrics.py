@@ -1,0 +1,120 @@
+"""Queue metrics: counts, throughput, failure rate, timings, workers.
+
+Counters live in one Redis hash per queue and minute (completed, failed, retried, and the
+summed processing ms), written by the same scripts that change job states; timings come
+from the last 1,000 samples per queue. Reading one queue's metrics is one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+from tasks import scripts
+from tasks.connection import get_redis
+
+WINDOW_MINUTES = 60
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _timing(samples: list[bytes]) -> dict[str, float | None]:
+    values = [float(v) for v in samples]
+    mean = round(sum(values) / len(values), 3) if values else None
+    return {"mean": mean, "p95": _percentile(values, 0.95), "samples": len(values)}
+
+
+def queue_metrics(queue: str, workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from tasks.queue import Queue
+
+    now = time.time()
+    minute = int(now // 60)
+    pipe = get_redis().pipeline(transaction=False)
+    for m in range(minute - WINDOW_MINUTES + 1, minute + 1):
+        pipe.hgetall(scripts.stats_key(queue, m))
+    pipe.lrange(scripts.state_key(queue, "durations"), 0, -1)
+    pipe.lrange(scripts.state_key(queue, "waits"), 0, -1)
+    *buckets, durations, waits = pipe.execute()
+    series = [
+        {
+            "minute": (minute - WINDOW_MINUTES + 1 + i) * 60,
+            "completed": int(b.get(b"completed", 0)),
+            "failed": int(b.get(b"failed", 0)),
+            "retried": int(b.get(b"retried", 0)),
+        }
+        for i, b in enumerate(buckets)
+    ]
+    # Trailing 60 s: this minute so far plus the unexpired part of the previous one.
+    elapsed = (now % 60) / 60
+    current, previous = series[-1], series[-2]
+
+    def per_minute(name: str) -> float:
+        return round(current[name] + previous[name] * (1 - elapsed), 2)
+
+    completed_hour = sum(s["completed"] for s in series)
+    failed_hour = sum(s["failed"] for s in series)
+    finished_hour = completed_hour + failed_hour
+    workers = [
+        w for w in (workers if workers is not None else get_workers()) if queue in w["queues"]
+    ]
+    capacity = sum(w["concurrency"] for w in workers)
+    running = sum(w["running"] for w in workers)
+    return {
+        "queue": queue,
+        "paused": Queue(queue).is_paused(),
+        "counts": Queue(queue).counts(),
+        "completedPerMinute": per_minute("completed"),
+        "failedPerMinute": per_minute("failed"),
+        "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),
+        "failureRate": round(failed_hour / finished_hour, 4) if finished_hour else 0.0,
+        "processingMs": _timing(durations),
+        "waitingMs": _timing(waits),
+        "workers": len(workers),
+        "utilization": round(running / capacity, 4) if capacity else None,
+        "lastHour": series,
+    }
+
+
+def all_queue_metrics() -> dict[str, dict[str, Any]]:
+    workers = get_workers()
+    return {queue: queue_metrics(queue, workers) for queue in settings.JOBYARD_QUEUES}
+
+
+def get_workers() -> list[dict[str, Any]]:
+    """Live workers: host, queues, concurrency, running jobs, paused queues, heartbeat."""
+    client = get_redis()
+    names = [n.decode() for n in client.zrange(scripts.workers_key(), 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(scripts.worker_key(name))
+    workers, gone = [], []
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        if not raw:  # its heartbeat expired: the worker is gone
+            gone.append(name)
+            continue
+        h = {k.decode(): v.decode() for k, v in raw.items()}
+        queues = json.loads(h["queues"])
+        workers.append(
+            {
+                "name": name,
+                "host": h["host"],
+                "pid": int(h["pid"]),
+                "queues": queues,
+                "concurrency": int(h["concurrency"]),
+                "running": int(h["running"]),
+                "paused": [q for q in queues if client.exists(scripts.state_key(q, "paused"))],
+                "lastHeartbeat": int(h["lastHeartbeat"]),
+                "startedAt": int(h["startedAt"]),
+            }
+        )
+    if gone:
+        client.zrem(scripts.workers_key(), *gone)
+    return workers

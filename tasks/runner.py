@@ -1,0 +1,185 @@
+"""Running one attempt of a job inside a worker: claim, run, record.
+
+Celery delivers a message naming the job; the registry decides whether it runs (claim),
+and the outcome is written back in one script (complete or fail). Celery's own retry,
+ETA and result machinery are not used: the message only says "job X is due".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+
+import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery import Task
+from django.conf import settings
+
+from tasks import scripts
+from tasks.errors import PermanentError
+from tasks.job import Job
+from tasks.options import JobOptions
+from tasks.registry import JobType, dumps, get_job_type
+
+log = structlog.get_logger("jobyard.jobs")
+
+
+class JobTask(Task):
+    """The Celery task class of every job type: a thin entry point into `execute`."""
+
+    typing = False
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def run_job(self) -> None:
+        execute(get_job_type(self.name), self.request.id, worker_name(self.request.hostname))
+
+
+def worker_name(hostname: str | None) -> str:
+    return f"{hostname or socket.gethostname()}:{os.getpid()}"
+
+
+def retry_delay(job_opts: JobOptions, attempts_made: int, permanent: bool) -> int:
+    """Milliseconds until the next attempt, or -1 when the job has failed for good.
+
+    `attempts_made` counts the attempt that just failed.
+    """
+    if permanent or attempts_made >= (job_opts.attempts or 1):
+        return -1
+    backoff = job_opts.backoff
+    if backoff is None:
+        return 0
+    return backoff.delay_for(attempts_made, scale=settings.JOBYARD["BACKOFF_SCALE"])
+
+
+def execute(declared: JobType, job_id: str, worker: str) -> str:
+    """Run one attempt of `job_id` if the registry lets this worker have it.
+
+    Returns what happened: completed, retrying, failed, lost (the lock went to another
+    worker meanwhile), or why it did not run: missing, skip, paused, limited.
+    """
+    conf = settings.JOBYARD
+    queue = declared.queue
+    queue_conf = settings.JOBYARD_QUEUES[queue]
+    rate_max, rate_ms = queue_conf["rate_limit"] or (0, 0)
+    token = uuid.uuid4().hex
+    claim = scripts.run(
+        "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"],
+        conf["EVENTS_MAXLEN"], rate_max, rate_ms,
+    )  # fmt: skip
+    outcome = claim[0].decode()
+    if outcome != "ok":
+        # A duplicate delivery, a removed job, a paused queue or a rate limit: not run.
+        detail = claim[1].decode() if len(claim) > 1 and isinstance(claim[1], bytes) else None
+        log.debug("job_not_claimed", job_id=job_id, queue=queue, outcome=outcome, state=detail)
+        return outcome
+    _, _name, data, opts, attempts_made, _attempts, created = claim
+    job_opts = JobOptions.model_validate_json(opts)
+    job = Job(
+        queue=queue, id=job_id, name=declared.name, data=json.loads(data),
+        opts=json.loads(opts), state="active", attempts_made=int(attempts_made),
+        created_at=int(created), worker=worker, _token=token,
+    )  # fmt: skip
+    attempt = job.attempts_made + 1
+    fields = {"job_id": job_id, "job_type": declared.name, "queue": queue, "attempt": attempt}
+    log.info("job_start", **fields)
+    _locks.hold(queue, job_id, token)
+    started = time.monotonic()
+    reason: str | None = None
+    try:
+        value = declared.func(job, **job.data)
+    except SoftTimeLimitExceeded:
+        reason, permanent = f"timed out after {job_opts.timeout} ms", False
+        stack = traceback.format_exc()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        permanent = isinstance(exc, (PermanentError, *declared.throws))
+        stack = traceback.format_exc()
+    else:
+        try:
+            returnvalue = dumps(value)
+        except (TypeError, ValueError) as exc:  # no retry makes it JSON
+            reason, permanent, stack = f"return value is not JSON: {exc}", True, ""
+    finally:
+        _locks.release(queue, job_id)
+    duration_ms = round((time.monotonic() - started) * 1000, 3)
+
+    if reason is None:
+        keep, age = job_opts.retention(True, queue_conf["keep_completed"])
+        done = scripts.run(
+            "complete", queue, job_id, token, returnvalue, keep, age, conf["EVENTS_MAXLEN"]
+        )
+        if not done:
+            log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
+            return "lost"
+        log.info("job_complete", **fields, duration_ms=duration_ms)
+        return "completed"
+
+    delay = retry_delay(job_opts, attempt, permanent)
+    keep, age = job_opts.retention(False, queue_conf["keep_failed"])
+    result = scripts.run(
+        "fail", queue, job_id, token, reason, stack, delay, keep, age,
+        conf["EVENTS_MAXLEN"], conf["STACKTRACES_KEPT"],
+    )  # fmt: skip
+    if not result:
+        log.warning("job_lock_lost", **fields, duration_ms=duration_ms, reason=reason)
+        return "lost"
+    outcome = result.decode()
+    log.warning(
+        "job_failed", **fields, duration_ms=duration_ms, reason=reason,
+        permanent=permanent, outcome=outcome, retry_in_ms=delay if delay >= 0 else None,
+    )  # fmt: skip
+    return outcome
+
+
+class _Locks:
+    """The locks this process holds for its running jobs, renewed by one daemon thread.
+
+    One thread per process (per pool child in prefork); it sends one script call every
+    third of the lock duration while a job runs, and sleeps otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], str] = {}
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def hold(self, queue: str, job_id: str, token: str) -> None:
+        with self._mutex:
+            self._held[(queue, job_id)] = token
+            if self._pid != os.getpid():  # first job in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._renew, name="jobyard-locks", daemon=True).start()
+        self._wake.set()
+
+    def release(self, queue: str, job_id: str) -> None:
+        with self._mutex:
+            self._held.pop((queue, job_id), None)
+
+    def _renew(self) -> None:
+        lock_ms = settings.JOBYARD["LOCK_DURATION_MS"]
+        while True:
+            self._wake.wait()
+            time.sleep(lock_ms / 3000)
+            with self._mutex:
+                held = list(self._held.items())
+                if not held:
+                    self._wake.clear()
+                    continue
+            args = [part for (queue, job_id), token in held for part in (queue, job_id, token)]
+            try:
+                lost = scripts.run("extend_locks", lock_ms, *args)
+            except Exception:  # Redis away: the next round tries again
+                log.warning("job_lock_renewal_failed", exc_info=True)
+                continue
+            for job_id in lost:
+                log.warning("job_lock_lost", job_id=job_id.decode())
+
+
+_locks = _Locks()

@@ -1,0 +1,143 @@
+"""What a Celery worker's main process does besides consuming: the maintenance loop.
+
+One daemon thread per worker (started when the worker is ready, stopped at shutdown):
+- promotes due delayed jobs (delays and retry back-offs) of every queue to the broker:
+  delays live in Redis, never in a worker's memory, so they survive restarts and never
+  meet the broker's visibility timeout;
+- finds stalled jobs of the queues it consumes (their lock expired: the worker running
+  them died) and sends them again, up to the stall limit;
+- writes this worker's heartbeat (host, queues, concurrency, running jobs).
+
+Each of these is one atomic script, so any number of workers can run the loop at once.
+A SIGTERM starts the shutdown grace timer (WORKER_SHUTDOWN_GRACE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import structlog
+from celery import signals
+from django.conf import settings
+
+from tasks import scripts
+from tasks.connection import get_redis
+
+log = structlog.get_logger("jobyard.worker")
+
+
+class Maintenance:
+    def __init__(self, hostname: str, queues: list[str], concurrency: int, running) -> None:
+        self.hostname = hostname
+        self.queues = queues
+        self.concurrency = concurrency
+        self.running = running  # () -> number of jobs this worker is running now
+        self.started_at = int(time.time() * 1000)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jobyard-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        client = get_redis()
+        client.delete(scripts.worker_key(self.hostname))
+        client.zrem(scripts.workers_key(), self.hostname)
+
+    def promote(self) -> float:
+        """Send due delayed jobs; seconds until the next one is due (capped by the interval)."""
+        conf = settings.JOBYARD
+        next_due, _moved, now = scripts.run(
+            "promote", conf["EVENTS_MAXLEN"], 1000, *settings.JOBYARD_QUEUES
+        )
+        interval = conf["PROMOTE_INTERVAL_MS"] / 1000
+        if next_due < 0:
+            return interval
+        return max(0.0, min(interval, (next_due - now) / 1000))
+
+    def check_stalled(self) -> list[str]:
+        conf = settings.JOBYARD
+        found = []
+        for queue in self.queues:
+            keep = settings.JOBYARD_QUEUES[queue]["keep_failed"]
+            ids = scripts.run("stalled", queue, conf["MAX_STALLED"], conf["EVENTS_MAXLEN"], keep, 0)
+            for job_id in ids:
+                log.warning("job_stalled", job_id=job_id.decode(), queue=queue)
+            found += [i.decode() for i in ids]
+        return found
+
+    def heartbeat(self) -> None:
+        conf = settings.JOBYARD
+        now = int(time.time() * 1000)
+        key = scripts.worker_key(self.hostname)
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hset(key, mapping={
+            "host": socket.gethostname(), "pid": os.getpid(), "queues": json.dumps(self.queues),
+            "concurrency": self.concurrency, "running": self.running(),
+            "lastHeartbeat": now, "startedAt": self.started_at,
+        })  # fmt: skip
+        pipe.pexpire(key, conf["HEARTBEAT_INTERVAL_MS"] * 3)
+        pipe.zadd(scripts.workers_key(), {self.hostname: now})
+        pipe.execute()
+
+    def _loop(self) -> None:
+        conf = settings.JOBYARD
+        next_stalled = next_heartbeat = 0.0
+        sleep = 0.0
+        while not self._stop.wait(sleep):
+            try:
+                sleep = self.promote()
+                now = time.monotonic()
+                if now >= next_stalled:
+                    self.check_stalled()
+                    next_stalled = now + conf["STALLED_INTERVAL_MS"] / 1000
+                if now >= next_heartbeat:
+                    self.heartbeat()
+                    next_heartbeat = now + conf["HEARTBEAT_INTERVAL_MS"] / 1000
+            except Exception:  # Redis away or a bug: log, back off, keep the worker alive
+                log.exception("maintenance_failed")
+                sleep = 1.0
+
+
+_maintenance: Maintenance | None = None
+
+
+@signals.worker_ready.connect
+def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
+    global _maintenance
+    from celery.worker import state
+
+    consumer = sender
+    queues = sorted(q.name for q in consumer.task_consumer.queues)
+    _maintenance = Maintenance(
+        consumer.hostname, [q for q in queues if q in settings.JOBYARD_QUEUES],
+        consumer.controller.concurrency, lambda: len(state.active_requests),
+    )  # fmt: skip
+    _maintenance.start()
+
+
+@signals.worker_shutting_down.connect
+def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
+    if how != "Warm":
+        return
+    grace = settings.JOBYARD["SHUTDOWN_GRACE_S"]
+    log.info("worker_shutting_down", grace_s=grace)
+    # After the grace, a cold shutdown cuts off what still runs: those jobs stay active in
+    # the registry, their locks expire, and another worker runs them again.
+    timer = threading.Timer(grace, os.kill, (os.getpid(), signal.SIGQUIT))
+    timer.daemon = True
+    timer.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_maintenance(**kwargs: Any) -> None:
+    if _maintenance is not None:
+        _maintenance.stop()
