@@ -211,6 +211,8 @@ def run_tests(pytest_args: list[str]) -> int:
                 DATABASE_URL=postgres.url(),
                 REDIS_URL=redis.url,
                 JOBYARD_TEST_TMP=str(tmp),
+                # Importing `project` here set project.settings; the tests add their job types.
+                DJANGO_SETTINGS_MODULE="tests.settings",
                 DEBUG="true",
                 LOG_FORMAT="console",
             )

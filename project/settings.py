@@ -163,7 +163,7 @@ CELERY_BROKER_URL = REDIS_URL
 #: backstop, not a scheduler: it must exceed the longest job (else a running job's message
 #: is redelivered) and the cost of a long one is only a slow redelivery after a crash.
 CELERY_BROKER_VISIBILITY_TIMEOUT = env.int(
-    "CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600, validate=Range(min=60)
+    "CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600, validate=Range(min=1)
 )
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,

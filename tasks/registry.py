@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticSerializationError
 
 from tasks.errors import InvalidJobData, UnknownJobType, UnknownQueue
 from tasks.options import ID_PATTERN, JobOptions, parse_options, validation_errors
@@ -43,15 +44,16 @@ class JobType:
             data = {}
         if not isinstance(data, dict):
             raise InvalidJobData(self.name, [{"field": "(root)", "message": "must be an object"}])
+        # Before validation: pydantic's JSON mode would quietly turn an Infinity into null.
+        bad = _non_finite(data)
+        if bad:
+            raise InvalidJobData(self.name, [{"field": bad, "message": "must be a finite number"}])
         try:
             params = self.schema.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:
             raise InvalidJobData(self.name, validation_errors(exc)) from None
-        except ValueError as exc:  # a value pydantic cannot turn into JSON
+        except PydanticSerializationError as exc:  # a value with no JSON form
             raise InvalidJobData(self.name, [{"field": "(root)", "message": str(exc)}]) from None
-        bad = _non_finite(params)
-        if bad:
-            raise InvalidJobData(self.name, [{"field": bad, "message": "must be a finite number"}])
         return params
 
     def json_schema(self) -> dict[str, Any]:

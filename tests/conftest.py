@@ -66,6 +66,12 @@ class WorkerProcess:
                 return
         raise TimeoutError(f"worker {self.name} not ready within {timeout} s")
 
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crashed host would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
@@ -80,9 +86,68 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+#: The shared worker's queues; the other queues are left to tests that need workers of
+#: their own (rate limits, pauses, crashes, priorities).
+SHARED_QUEUES = ["default", "email", "reports"]
+
+
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker) -> Iterator[WorkerProcess]:
-    """One worker on every queue, shared by the tests that only need jobs to run."""
-    proc = WorkerProcess(list(settings.JOBYARD_QUEUES)).start()
+    """One worker on the shared queues, for the tests that only need jobs to run."""
+    proc = WorkerProcess(SHARED_QUEUES).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def start_worker(django_db_setup) -> Iterator:
+    """Start workers of the test's own: `start_worker(["cleanup"], env={...})`."""
+    started: list[WorkerProcess] = []
+
+    def start(queues: list[str], concurrency: int = 2, pool: str = "prefork",
+              env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:  # fmt: skip
+        proc = WorkerProcess(queues, concurrency, pool, env)
+        started.append(proc)
+        return proc.start(wait=wait)
+
+    yield start
+    for proc in started:  # what a test left running is of no interest: end it at once
+        if proc.process and proc.process.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def clean_registry() -> Iterator[None]:
+    """Each test starts with an empty registry and empty broker queues."""
+    from tasks.connection import get_redis
+
+    client = get_redis()
+    keys = list(client.scan_iter(f"{settings.JOBYARD['KEY_PREFIX']}*", count=1000))
+    for queue in settings.JOBYARD_QUEUES:
+        keys += [queue, *(f"{queue}:{step}" for step in range(1, 10))]
+    if keys:
+        client.delete(*keys)
+    yield
+
+
+def wait_for(condition, timeout: float = 30, interval: float = 0.05, message: str = ""):
+    """Poll `condition` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}")
+
+
+def runs(key: str) -> int:
+    from tasks.connection import get_redis
+
+    return int(get_redis().get(f"{key}:runs") or 0)
+
+
+def order(key: str) -> list[str]:
+    from tasks.connection import get_redis
+
+    return [i.decode() for i in get_redis().lrange(f"{key}:order", 0, -1)]

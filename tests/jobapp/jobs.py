@@ -1,0 +1,70 @@
+"""Job types the tests run on real workers. Each records what happened in Redis, so a test
+can count runs and read start times from outside the worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+
+from tasks import PermanentError, job_type
+from tasks.connection import get_redis
+from tasks.job import Job
+
+
+def _runs(key: str | None, job: Job) -> int:
+    if not key:
+        return 0
+    client = get_redis()
+    client.rpush(f"{key}:order", job.id)
+    return client.incr(f"{key}:runs")
+
+
+def echo(job: Job, value: Any = None) -> Any:
+    return value
+
+
+def record(job: Job, key: str) -> int:
+    """Counts its runs and notes the order jobs started in."""
+    return _runs(key, job)
+
+
+def sleep(job: Job, seconds: float, key: str | None = None) -> float:
+    _runs(key, job)
+    time.sleep(seconds)
+    return seconds
+
+
+def flaky(job: Job, key: str, fail_times: int) -> int:
+    run = _runs(key, job)
+    if run <= fail_times:
+        raise RuntimeError(f"failure {run}")
+    return run
+
+
+def permanent(job: Job) -> None:
+    raise PermanentError("this input can never work")
+
+
+def progress(job: Job, steps: int) -> str:
+    for step in range(1, steps + 1):
+        job.update_progress(round(100 * step / steps))
+    job.update_progress({"stage": "done", "steps": steps})
+    return "done"
+
+
+# One variant of each per queue: a test picks a queue no other test's workers consume.
+for _queue in settings.JOBYARD_QUEUES:
+    for _func in (echo, record, sleep, flaky, permanent, progress):
+        job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
+
+
+@job_type("t-typed", queue="default", attempts=1)
+def typed(job: Job, count: int, label: str = "x", ratio: float = 0.5) -> dict[str, Any]:
+    return {"count": count, "label": label, "ratio": ratio}
+
+
+@job_type("t-throws", queue="default", throws=(KeyError,))
+def throws(job: Job) -> None:
+    raise KeyError("missing")
