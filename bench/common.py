@@ -96,9 +96,25 @@ def start_workers(
     """`count` `celery -A app worker` processes, each in its own session, distinct -n names."""
     return [
         subprocess.Popen(
-            [sys.executable, *prefix, "-m", "celery", "-A", app, "worker", *WORKER_COMMON,
-             "-Q", queue, "-n", f"{tag}{i}-{os.getpid()}@%h", *worker_args],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                *prefix,
+                "-m",
+                "celery",
+                "-A",
+                app,
+                "worker",
+                *WORKER_COMMON,
+                "-Q",
+                queue,
+                "-n",
+                f"{tag}{i}-{os.getpid()}@%h",
+                *worker_args,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
         for i in range(count)
     ]

@@ -1,0 +1,60 @@
+"""The plain-Celery baseline app: stock kombu Redis transport, no Django, no job registry.
+
+Its broker settings are the project's (bench.common.TRANSPORT_OPTIONS: visibility timeout
+3600 s, priority lists in ten steps with ':' as separator), and so are JSON, late acks,
+prefetch 1 and no results, so the two sides differ only by what Jobyard adds or replaces.
+The broker URL comes from BENCH_REDIS_URL (here and in the workers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from celery import Celery
+from kombu import Queue
+
+from bench.common import TRANSPORT_OPTIONS
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+QUEUE = "bench"
+
+app = Celery("bench_celery", broker=REDIS_URL, set_as_current=False)
+app.conf.update(
+    broker_transport_options=dict(TRANSPORT_OPTIONS),
+    broker_connection_retry_on_startup=True,
+    result_backend=None,
+    task_ignore_result=True,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=QUEUE,
+    task_queues=[Queue(QUEUE, routing_key=QUEUE)],
+    worker_hijack_root_logger=False,
+)
+
+_clients: dict[int, redis.Redis] = {}
+
+
+def _client() -> redis.Redis:
+    """One Redis client per process (prefork children must not share sockets)."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(REDIS_URL)
+    return _clients[pid]
+
+
+@app.task(name="bench.noop")
+def noop() -> None:
+    """Do nothing."""
+
+
+@app.task(name="bench.stamp")
+def stamp(list_key: str, sent_at: float) -> None:
+    """Push the ms from `sent_at` (taken just before apply_async) to this start."""
+    started = time.time()
+    _client().rpush(list_key, (started - sent_at) * 1000.0)
