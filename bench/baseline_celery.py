@@ -107,10 +107,10 @@ def drain(
         return waiting, waiting == 0 and unacked == 0
 
     try:
-        first, end = common.wait_drained(poll, n, procs, spawned, timeout)
+        figures = common.wait_drained(poll, n, procs, spawned, timeout, r)
     finally:
         common.stop_workers(procs)
-    return {**common.drain_figures(n, spawned, first, end), **memory}
+    return {**figures, **memory}
 
 
 def latency(

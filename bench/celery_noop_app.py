@@ -20,22 +20,30 @@ from bench.common import TRANSPORT_OPTIONS
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = "bench"
 
-app = Celery("bench_celery", broker=REDIS_URL, set_as_current=False)
-app.conf.update(
-    broker_transport_options=dict(TRANSPORT_OPTIONS),
-    broker_connection_retry_on_startup=True,
-    result_backend=None,
-    task_ignore_result=True,
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_default_queue=QUEUE,
-    task_queues=[Queue(QUEUE, routing_key=QUEUE)],
-    worker_hijack_root_logger=False,
-)
+
+
+def make_app(transport: str | None = None, name: str = "bench_celery") -> Celery:
+    """The baseline app; `transport` (a kombu transport path) only for the profile step."""
+    app = Celery(name, broker=REDIS_URL, set_as_current=False)
+    app.conf.update(
+        broker_transport=transport,
+        broker_transport_options=dict(TRANSPORT_OPTIONS),
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        task_queues=[Queue(QUEUE, routing_key=QUEUE)],
+        worker_hijack_root_logger=False,
+    )
+    app.task(name="bench.noop")(noop)
+    app.task(name="bench.stamp")(stamp)
+    return app
 
 _clients: dict[int, redis.Redis] = {}
 
@@ -48,13 +56,14 @@ def _client() -> redis.Redis:
     return _clients[pid]
 
 
-@app.task(name="bench.noop")
 def noop() -> None:
     """Do nothing."""
 
 
-@app.task(name="bench.stamp")
 def stamp(list_key: str, sent_at: float) -> None:
     """Push the ms from `sent_at` (taken just before apply_async) to this start."""
     started = time.time()
     _client().rpush(list_key, (started - sent_at) * 1000.0)
+
+
+app = make_app()

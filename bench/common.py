@@ -136,26 +136,63 @@ def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> N
             os.killpg(p.pid, signal.SIGKILL)
 
 
+def _descendants(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU seconds used so far by `procs` and their live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in procs:
+        for pid in [p.pid, *_descendants(p.pid)]:
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def redis_cpu_seconds(r: redis.Redis) -> float:
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def wait_drained(
     poll: Callable[[], tuple[int, bool]],
     n: int,
     procs: list[subprocess.Popen[bytes]],
     spawned: float,
     timeout: float,
-) -> tuple[float, float]:
-    """Poll until drained; (first fetch, drained) perf_counter times.
+    r: redis.Redis,
+) -> dict[str, float]:
+    """Poll until drained: times, and the CPU workers and Redis used from first fetch to end.
 
     `poll()` returns (messages still in the broker lists, drained?). The first fetch is the
     first poll that sees fewer than `n` messages in the lists.
     """
     first = None
+    cpu0 = (0.0, 0.0)
     while True:
         waiting, drained = poll()
         now = time.perf_counter()
         if first is None and waiting < n:
             first = now
+            cpu0 = (cpu_seconds(procs), redis_cpu_seconds(r))
         if drained:
-            return (first if first is not None else now), now
+            cpu1 = (cpu_seconds(procs), redis_cpu_seconds(r))
+            first = first if first is not None else now
+            return {
+                **drain_figures(n, spawned, first, now),
+                "worker_cpu_us_per_job": (cpu1[0] - cpu0[0]) / n * 1e6,
+                "redis_cpu_us_per_job": (cpu1[1] - cpu0[1]) / n * 1e6,
+            }
         if now - spawned > timeout:
             raise RuntimeError(f"drain timed out: {waiting} messages still in the lists")
         dead = [p.pid for p in procs if p.poll() is not None]

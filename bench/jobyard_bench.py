@@ -125,13 +125,13 @@ def drain(
         return waiting, completed >= n and waiting == 0 and unacked == 0
 
     try:
-        first, end = common.wait_drained(poll, n, procs, spawned, timeout)
+        figures = common.wait_drained(poll, n, procs, spawned, timeout, r)
     finally:
         common.stop_workers(procs)
     counts = tasks.Queue(QUEUE).counts()
     if counts["waiting"] or counts["active"] or counts["failed"]:
         raise RuntimeError(f"jobyard: drained with {counts}")
-    return {**common.drain_figures(n, spawned, first, end), **memory}
+    return {**figures, **memory}
 
 
 def latency(

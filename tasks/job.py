@@ -94,29 +94,38 @@ class Job:
     def wait_until_finished(self, timeout: float = 30.0) -> Any:
         """The job's return value once it completes; JobFailed once it fails for good.
 
-        Built on the queue's event stream: the last event id is read before the state, so
-        a job that finishes between the two is not missed.
+        Built on the queue's event stream, not on polling: the last event id is read before
+        the job, so a job that finishes between the two reads is not missed, and the result
+        comes from the finishing event, so a job removed on completion still returns it.
         """
         from tasks.events import last_event_id, read_events
 
         deadline = time.monotonic() + timeout
         cursor = last_event_id(self.queue)
-        while True:
-            state = get_redis().hget(scripts.job_key(self.queue, self.id), "state")
-            if state in (b"completed", b"failed"):
-                self.refresh()
-                if self.state == "failed":
-                    raise JobFailed(self.id, self.failed_reason or "")
-                return self.returnvalue
-            if state is None and self.state is not None:
-                raise InvalidJobState(f"job {self.id} was removed")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(f"job {self.id} did not finish within {timeout:g} s")
+        current = get_job(self.queue, self.id)
+        if current is not None and current.state in FINISHED:
+            self.refresh()
+            if self.state == "failed":
+                raise JobFailed(self.id, self.failed_reason or "")
+            return self.returnvalue
+        if current is None and self.state is not None:
+            raise InvalidJobState(f"job {self.id} no longer exists in queue {self.queue!r}")
+        while (remaining := deadline - time.monotonic()) > 0:
             for event in read_events({self.queue: cursor}, int(min(remaining, 5) * 1000)):
                 cursor = event.id
-                if event.job_id == self.id and event.event in FINISHED:
-                    break
+                if event.job_id != self.id:
+                    continue
+                if event.event == "completed":
+                    self.state = "completed"
+                    self.returnvalue = json.loads(event.fields["returnvalue"])
+                    return self.returnvalue
+                if event.event == "failed":
+                    self.state = "failed"
+                    self.failed_reason = event.fields.get("failedReason", "")
+                    raise JobFailed(self.id, self.failed_reason)
+                if event.event == "removed":
+                    raise InvalidJobState(f"job {self.id} was removed")
+        raise WaitTimeout(f"job {self.id} did not finish within {timeout:g} s")
 
     # --- changing ----------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ def test_it_keeps_each_job_in_exactly_one_state_and_counts_agree(start_worker):
     assert queue.counts() == {"waiting": 3, "active": 0, "completed": 0, "failed": 0,
                               "delayed": 1, "paused": 0}  # fmt: skip
 
-    start_worker(["catalog"], concurrency=1, pool="solo")
+    start_worker(["catalog"], concurrency=1)
     wait_for(lambda: runs(k) == 1, message="the sleeping job to start")
     assert waiting.refresh().state == "completed"
     assert failing.refresh().state == "failed"
@@ -133,10 +133,24 @@ def test_it_keeps_the_last_100_completed_and_50_failed_by_default(worker):
 
 
 def test_it_honours_retention_options_per_job(worker):
-    gone = enqueue("t-echo.default", {"value": 1}, remove_on_complete=True)
-    kept = enqueue("t-echo.default", {"value": 2})
-    assert kept.wait_until_finished(timeout=30) == 2
-    wait_for(lambda: get_job("default", gone.id) is None, message="the job removed on completion")
+    kept = enqueue("t-echo.default", {"value": 1})
+    assert kept.wait_until_finished(timeout=30) == 1
+    gone = enqueue("t-echo.default", {"value": 2}, remove_on_complete=True)
+    assert gone.wait_until_finished(timeout=30) == 2  # the result still reaches the waiter
+    assert get_job("default", gone.id) is None
+    assert get_job("default", kept.id).state == "completed"  # only that job went
+
+    few = enqueue_bulk(
+        [("t-echo.default", {"value": i}, {"remove_on_complete": 2}) for i in range(5)]
+    )
+    for job in few:
+        job.wait_until_finished(timeout=30)
+    assert Queue("default").counts()["completed"] == 2
+
+    failed = enqueue("t-permanent.default", {}, remove_on_fail={"age": 3600, "count": 0})
+    with pytest.raises(JobFailed):
+        failed.wait_until_finished(timeout=30)
+    assert get_job("default", failed.id) is None
 
 
 def test_it_cleans_by_age_and_state(worker):

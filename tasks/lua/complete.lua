@@ -17,5 +17,5 @@ count_minute(p, q, now, 'completed', 1)
 count_minute(p, q, now, 'ms', now - started)
 sample(p, q, 'durations', now - started)
 emit(p, q, ARGV[8], 'completed', id, 'returnvalue', ARGV[5])
-trim(p, q, 'completed', tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+trim(p, q, 'completed', id, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
 return 1

@@ -34,5 +34,5 @@ redis.call('HSET', k, 'state', 'failed', 'finishedOn', now)
 redis.call('ZADD', skey(p, q, 'failed'), now, id)
 count_minute(p, q, now, 'failed', 1)
 emit(p, q, ARGV[10], 'failed', id, 'failedReason', ARGV[5], 'attemptsMade', made)
-trim(p, q, 'failed', tonumber(ARGV[8]), tonumber(ARGV[9]), now)
+trim(p, q, 'failed', id, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 return 'failed'

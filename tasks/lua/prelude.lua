@@ -56,9 +56,15 @@ local function make_delayed(p, q, id, due, maxlen, event, ...)
   emit(p, q, maxlen, event, id, 'delayUntil', due, ...)
 end
 
--- Retention: keep the newest `keep` (-1: all) and none older than `age` ms (0: no limit).
-local function trim(p, q, state, keep, age, now)
+-- Retention after job `id` finished: keep 0 removes just that job; otherwise keep the
+-- newest `keep` (-1: all) and none older than `age` ms (0: no limit).
+local function trim(p, q, state, id, keep, age, now)
   local set = skey(p, q, state)
+  if keep == 0 then
+    redis.call('ZREM', set, id)
+    redis.call('DEL', jkey(p, q, id))
+    return
+  end
   local doomed = {}
   if age > 0 then
     for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)) do
