@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from celery import group
@@ -94,6 +94,16 @@ def prefill(r: redis.Redis, n: int) -> dict[str, float]:
     return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
 
 
+def probe(r: redis.Redis) -> Callable[[], tuple[int, bool]]:
+    """A poll for wait_drained: drained = the queue's lists AND `unacked` empty."""
+
+    def poll() -> tuple[int, bool]:
+        waiting, unacked = common.broker_backlog(r, QUEUE)
+        return waiting, waiting == 0 and unacked == 0
+
+    return poll
+
+
 def drain(
     r: redis.Redis, n: int, worker_args: Sequence[str], workers: int = 1, timeout: float = 600
 ) -> dict[str, float]:
@@ -102,12 +112,8 @@ def drain(
     spawned = time.perf_counter()
     procs = common.start_workers(APP_MODULE, QUEUE, worker_args, worker_env(), workers, tag="cel")
 
-    def poll() -> tuple[int, bool]:
-        waiting, unacked = common.broker_backlog(r, QUEUE)
-        return waiting, waiting == 0 and unacked == 0
-
     try:
-        figures = common.wait_drained(poll, n, procs, spawned, timeout, r)
+        figures = common.wait_drained(probe(r), n, procs, spawned, timeout, r)
     finally:
         common.stop_workers(procs)
     return {**figures, **memory}

@@ -21,7 +21,6 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = "bench"
 
 
-
 def make_app(transport: str | None = None, name: str = "bench_celery") -> Celery:
     """The baseline app; `transport` (a kombu transport path) only for the profile step."""
     app = Celery(name, broker=REDIS_URL, set_as_current=False)
@@ -41,9 +40,10 @@ def make_app(transport: str | None = None, name: str = "bench_celery") -> Celery
         task_queues=[Queue(QUEUE, routing_key=QUEUE)],
         worker_hijack_root_logger=False,
     )
-    app.task(name="bench.noop")(noop)
-    app.task(name="bench.stamp")(stamp)
+    app.task(name="bench.noop", shared=False)(noop)
+    app.task(name="bench.stamp", shared=False)(stamp)
     return app
+
 
 _clients: dict[int, redis.Redis] = {}
 

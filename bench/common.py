@@ -164,6 +164,29 @@ def redis_cpu_seconds(r: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def command_stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
+    """INFO commandstats: command -> (calls, usec). Commands run by scripts count too."""
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in r.info("commandstats").items()
+    }
+
+
+def command_delta(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], n: int
+) -> dict[str, dict[str, float]]:
+    """Per job: calls and Redis-side microseconds of each command, busiest first."""
+    rows = {}
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if calls - c0 > 0:
+            rows[name] = {
+                "calls_per_job": round((calls - c0) / n, 3),
+                "usec_per_job": round((usec - u0) / n, 2),
+            }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["usec_per_job"]))
+
+
 def wait_drained(
     poll: Callable[[], tuple[int, bool]],
     n: int,
@@ -179,6 +202,7 @@ def wait_drained(
     """
     first = None
     cpu0 = (0.0, 0.0)
+    commands0 = command_stats(r)  # before any worker started: the whole drain's commands
     while True:
         waiting, drained = poll()
         now = time.perf_counter()
@@ -192,6 +216,7 @@ def wait_drained(
                 **drain_figures(n, spawned, first, now),
                 "worker_cpu_us_per_job": (cpu1[0] - cpu0[0]) / n * 1e6,
                 "redis_cpu_us_per_job": (cpu1[1] - cpu0[1]) / n * 1e6,
+                "redis_commands_per_job": command_delta(commands0, command_stats(r), n),
             }
         if now - spawned > timeout:
             raise RuntimeError(f"drain timed out: {waiting} messages still in the lists")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from django.conf import settings
@@ -96,6 +96,24 @@ def prefill(r: redis.Redis, n: int) -> dict[str, float]:
     return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
 
 
+def probe(r: redis.Redis, n: int, first_minute: int) -> Callable[[], tuple[int, bool]]:
+    """A poll for wait_drained: drained = N completions counted in the per-minute stats
+    since `first_minute`, AND the queue's broker lists AND kombu's `unacked` empty."""
+
+    def poll() -> tuple[int, bool]:
+        pipe = r.pipeline(transaction=False)
+        common.broker_backlog_cmds(pipe, QUEUE)
+        for minute in range(first_minute, int(time.time() // 60) + 2):
+            pipe.hget(scripts.stats_key(QUEUE, minute), "completed")
+        replies = pipe.execute()
+        k = len(common.queue_keys(QUEUE))
+        waiting, unacked = sum(replies[:k]), replies[k]
+        completed = sum(int(c or 0) for c in replies[k + 1 :])
+        return waiting, completed >= n and waiting == 0 and unacked == 0
+
+    return poll
+
+
 def drain(
     r: redis.Redis,
     n: int,
@@ -112,20 +130,8 @@ def drain(
         APP_MODULE, QUEUE, worker_args, worker_env(**(env or {})), workers, tag="jy"
     )
 
-    def poll() -> tuple[int, bool]:
-        minutes = range(first_minute, int(time.time() // 60) + 2)
-        pipe = r.pipeline(transaction=False)
-        common.broker_backlog_cmds(pipe, QUEUE)
-        for minute in minutes:
-            pipe.hget(scripts.stats_key(QUEUE, minute), "completed")
-        replies = pipe.execute()
-        k = len(common.queue_keys(QUEUE))
-        waiting, unacked = sum(replies[:k]), replies[k]
-        completed = sum(int(c or 0) for c in replies[k + 1 :])
-        return waiting, completed >= n and waiting == 0 and unacked == 0
-
     try:
-        figures = common.wait_drained(poll, n, procs, spawned, timeout, r)
+        figures = common.wait_drained(probe(r, n, first_minute), n, procs, spawned, timeout, r)
     finally:
         common.stop_workers(procs)
     counts = tasks.Queue(QUEUE).counts()
@@ -158,9 +164,17 @@ def latency(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"jobyard: only {r.llen(key)}/{n} latency samples")
             time.sleep(0.01)
+        # While a worker is registered and the timing samples are filled: what metrics()
+        # costs in a live system (the many-waiting step has no worker and no samples).
+        time.sleep(0.2)
+        live = {
+            "workers": len(tasks.get_workers()),
+            "metrics": common.time_calls(tasks.Queue(QUEUE).metrics, 200),
+        }
     finally:
         common.stop_workers(procs)
-    return common.percentiles([float(v) for v in r.lrange(key, 0, -1)])
+    figures = common.percentiles([float(v) for v in r.lrange(key, 0, -1)])
+    return {**figures, "metrics_with_live_worker": live}
 
 
 def many_waiting(r: redis.Redis, n: int, calls: int = 200) -> dict[str, float]:

@@ -8,6 +8,7 @@ command starts (bin/run). With DEBUG off, SECRET_KEY and ALLOWED_HOSTS have no d
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -54,19 +55,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker and hot job state ----------------------------------------------------
 
-_redis_host = env.str("REDIS_HOST", default="127.0.0.1")
-_redis_port = env.int("REDIS_PORT", default=DEV_REDIS_PORT, validate=Range(min=1, max=65535))
 _redis_password = env.str("REDIS_PASSWORD", default="")
 _redis_db = env.int("REDIS_DB", default=0, validate=Range(min=0, max=15))
-_redis_tls = env.bool("REDIS_TLS", default=False)
-_auth = f":{quote(_redis_password, safe='')}@" if _redis_password else ""
-REDIS_URL = env.url(
-    "REDIS_URL",
-    default=f"{'rediss' if _redis_tls else 'redis'}://{_auth}{_redis_host}:{_redis_port}/{_redis_db}",
-    schemes={"redis", "rediss", "unix"},
-    require_tld=False,
-)
-REDIS_URL = _as_str(REDIS_URL)
+if "REDIS_URL" in os.environ:
+    # The parts are not read: Kubernetes injects REDIS_PORT=tcp://... for a Service "redis".
+    REDIS_URL = _as_str(
+        env.url("REDIS_URL", schemes={"redis", "rediss", "unix"}, require_tld=False)
+    )
+else:
+    _redis_host = env.str("REDIS_HOST", default="127.0.0.1")
+    _redis_port = env.int("REDIS_PORT", default=DEV_REDIS_PORT, validate=Range(min=1, max=65535))
+    _redis_tls = env.bool("REDIS_TLS", default=False)
+    _auth = f":{quote(_redis_password, safe='')}@" if _redis_password else ""
+    _scheme = "rediss" if _redis_tls else "redis"
+    REDIS_URL = f"{_scheme}://{_auth}{_redis_host}:{_redis_port}/{_redis_db}"
 #: "host:port,host:port"; when set, clients ask these sentinels for REDIS_SENTINEL_MASTER.
 REDIS_SENTINELS = [
     (host, int(port))

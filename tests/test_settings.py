@@ -30,13 +30,24 @@ def start_django(**env: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_it_refuses_a_malformed_variable_and_names_it(variable, value):
-    env = {variable: value}
-    if variable == "REDIS_PORT":
-        env["REDIS_URL"] = ""
-    result = start_django(**env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (variable in ("REDIS_PORT", "REDIS_TLS") and k == "REDIS_URL")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={**env, variable: value}, cwd=BASE_DIR, capture_output=True, text=True,
+    )  # fmt: skip
     assert result.returncode != 0
     assert "Invalid environment" in result.stderr
     assert variable in result.stderr
+
+
+def test_it_ignores_the_redis_parts_when_redis_url_is_set():
+    # What Kubernetes injects for a Service named "redis".
+    result = start_django(REDIS_PORT="tcp://10.0.0.7:6379", REDIS_HOST="tcp://10.0.0.7")
+    assert result.returncode == 0, result.stderr
 
 
 def test_it_names_every_bad_variable_at_once():
