@@ -30,12 +30,13 @@ class WorkerProcess:
     """`celery -A project worker` as a child process, stopped by its pid."""
 
     def __init__(self, queues: list[str], concurrency: int = 2, pool: str = "prefork",
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+                 env: dict[str, str] | None = None, output: Path | None = None) -> None:  # fmt: skip
         self.name = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
         self.queues = queues
         self.concurrency = concurrency
         self.pool = pool
         self.extra_env = env or {}
+        self.output = output
         self.process: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> WorkerProcess:
@@ -51,6 +52,8 @@ class WorkerProcess:
              "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
              "--without-gossip", "--without-mingle", "-l", "INFO"],
             cwd=BASE_DIR, env=env, start_new_session=True,
+            stdout=self.output.open("ab") if self.output else None,
+            stderr=subprocess.STDOUT if self.output else None,
         )  # fmt: skip
         if wait:
             self.wait_ready()
@@ -105,8 +108,9 @@ def start_worker(django_db_setup) -> Iterator:
     started: list[WorkerProcess] = []
 
     def start(queues: list[str], concurrency: int = 2, pool: str = "prefork",
-              env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:  # fmt: skip
-        proc = WorkerProcess(queues, concurrency, pool, env)
+              env: dict[str, str] | None = None, wait: bool = True,
+              output: Path | None = None) -> WorkerProcess:  # fmt: skip
+        proc = WorkerProcess(queues, concurrency, pool, env, output)
         started.append(proc)
         return proc.start(wait=wait)
 
