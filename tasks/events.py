@@ -60,7 +60,12 @@ def subscribe(queues: Iterable[str] | None = None, *, from_id: str = "$",
     Redis, not in a polling loop; stop it by closing it (or leaving the loop).
     """
     names = list(queues or settings.JOBYARD_QUEUES)
+    # Fixed now, not at the first next(): events sent in between are not missed.
     cursors = {q: last_event_id(q) if from_id == "$" else from_id for q in names}
+    return _follow(cursors, block_ms)
+
+
+def _follow(cursors: dict[str, str], block_ms: int) -> Iterator[Event]:
     while True:
         for event in read_events(cursors, block_ms=block_ms):
             cursors[event.queue] = event.id

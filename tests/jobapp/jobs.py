@@ -3,7 +3,9 @@ can count runs and read start times from outside the worker."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -68,3 +70,9 @@ def typed(job: Job, count: int, label: str = "x", ratio: float = 0.5) -> dict[st
 @job_type("t-throws", queue="default", throws=(KeyError,))
 def throws(job: Job) -> None:
     raise KeyError("missing")
+
+
+# The job type docs/jobs.md declares in its first example, so that the examples after it
+# run on a worker that knows it.
+_doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
+exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
