@@ -192,6 +192,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = JOBYARD_DEFAULT_QUEUE
+#: A task sent the Celery way lands on the list of Jobyard's normal priority (5, step 4),
+#: not on the first list, which only priority 1 uses.
+CELERY_TASK_DEFAULT_PRIORITY = 4
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOBYARD_QUEUES]
 #: The one routing table: each job type declares its queue; the router reads the registry.
 CELERY_TASK_ROUTES = ("tasks.registry.route_task",)

@@ -49,11 +49,14 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
     return _Prepared(job, args)
 
 
-def _write(queue: str, prepared: Sequence[_Prepared], pipe: Any = None) -> Any:
+def _write(
+    queue: str, prepared: Sequence[_Prepared], pipe: Any = None, publish: bool = True
+) -> Any:
     flat = [value for p in prepared for value in p.args]
     return scripts.run(
-        "enqueue", queue, settings.JOBYARD["EVENTS_MAXLEN"], len(prepared), *flat, client=pipe
-    )
+        "enqueue", queue, settings.JOBYARD["EVENTS_MAXLEN"], len(prepared), int(publish), *flat,
+        client=pipe,
+    )  # fmt: skip
 
 
 def _settle(prepared: Sequence[_Prepared], created: Sequence[int]) -> list[Job]:
@@ -132,4 +135,11 @@ def enqueue_bulk(items: Iterable[tuple]) -> list[Job]:
     return result
 
 
-__all__ = ["JobOptions", "enqueue", "enqueue_bulk"]
+def adopt(name: str, job_id: str, data: dict[str, Any]) -> None:
+    """Register a job that arrived the Celery way (`task.delay()`, `send_task`, Flower,
+    celery-beat's own scheduler): its message is already in hand, so none is sent."""
+    prepared = _prepare(name, data, {"job_id": job_id})
+    _write(prepared.job.queue, [prepared], publish=False)
+
+
+__all__ = ["JobOptions", "adopt", "enqueue", "enqueue_bulk"]

@@ -137,8 +137,8 @@ def job_type(
 
         model = schema or _schema_from_signature(name, func)
 
-        def run_job(self: JobTask) -> None:
-            self.run_job()
+        def run_job(self: JobTask, *args: Any, **kwargs: Any) -> None:
+            self.run_job(args, kwargs)
 
         task = shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run_job)
         _REGISTRY[name] = JobType(

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import uuid
+from typing import Any
 
 import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
@@ -21,12 +22,15 @@ from celery import Task
 from django.conf import settings
 
 from tasks import scripts
-from tasks.errors import PermanentError
+from tasks.enqueue import adopt
+from tasks.errors import InvalidJobData, JobyardError, PermanentError
 from tasks.job import Job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
 
 log = structlog.get_logger("jobyard.jobs")
+#: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua).
+ORIGIN = "jobyard"
 
 
 class JobTask(Task):
@@ -36,8 +40,22 @@ class JobTask(Task):
     acks_late = True
     reject_on_worker_lost = True
 
-    def run_job(self) -> None:
-        execute(get_job_type(self.name), self.request.id, worker_name(self.request.hostname))
+    def run_job(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        declared = get_job_type(self.name)
+        if self.request.origin != ORIGIN:
+            # Sent the Celery way (delay(), send_task, Flower, beat): no job exists yet.
+            try:
+                if args:
+                    raise InvalidJobData(
+                        declared.name, [{"field": "(args)", "message": "pass parameters by name"}]
+                    )
+                adopt(declared.name, self.request.id, kwargs)
+            except JobyardError as exc:
+                log.error(
+                    "job_rejected", job_id=self.request.id, job_type=declared.name, reason=str(exc)
+                )
+                return
+        execute(declared, self.request.id, worker_name(self.request.hostname))
 
 
 def worker_name(hostname: str | None) -> str:

@@ -41,3 +41,28 @@ def test_it_sends_nothing_when_the_transaction_rolls_back(worker):
         job = enqueue("ping", {})
         raise Abort
     assert get_job("default", job.id) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_adopts_a_job_sent_the_celery_way(worker):
+    """`task.delay()`, send_task, Flower and celery-beat's own scheduler still work."""
+    from project.celery import app
+    from tasks import get_job_type
+    from tasks.connection import get_redis
+    from tasks.job import Job
+
+    with app.connection_for_write() as conn:  # sent while no worker listens to catalog
+        sent = get_job_type("t-echo.catalog").task.apply_async(kwargs={"value": 1}, connection=conn)
+    assert get_redis().llen("catalog:4") == 1, "not on the normal priority list"
+    get_redis().delete("catalog:4")
+    del sent
+
+    result = get_job_type("t-echo.default").task.apply_async(kwargs={"value": 7})
+    assert (
+        Job(queue="default", id=result.id).wait_until_finished(30) == 7
+    )  # state None: not yet written
+    assert get_job("default", result.id).attempts_made == 1
+
+    bad = app.send_task("t-typed", kwargs={"count": "many"})  # fails the schema
+    time.sleep(1)
+    assert get_job("default", bad.id) is None  # rejected and logged, not run

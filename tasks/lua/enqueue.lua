@@ -1,12 +1,13 @@
 -- Create jobs unless their id exists (idempotency), then make each waiting or delayed.
--- ARGV: prefix, queue, maxlen, count, then per job 8 values:
+-- ARGV: prefix, queue, maxlen, count, publish (0: the message exists already: a job sent
+-- the Celery way, adopted by the worker that received it), then per job 8 values:
 --   id, name, data, opts, priority step, timelimit json, delay ms, attempts
 -- Returns per job 1 (created) or 0 (an existing job kept its place).
-local p, q, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local p, q, maxlen, n, send = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1' 
 local now = now_ms()
 local created = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 8
+  local b = 6 + i * 8
   local id = ARGV[b]
   local k = jkey(p, q, id)
   if redis.call('EXISTS', k) == 1 then
@@ -18,8 +19,12 @@ for i = 0, n - 1 do
     local delay = tonumber(ARGV[b + 6])
     if delay > 0 then
       make_delayed(p, q, id, now + delay, maxlen, 'delayed')
-    else
+    elseif send then
       make_waiting(p, q, id, now, maxlen)
+    else
+      redis.call('HSET', k, 'state', 'waiting', 'waitingSince', now)
+      redis.call('ZADD', skey(p, q, 'wait'), now, id)
+      emit(p, q, maxlen, 'waiting', id)
     end
     created[#created + 1] = 1
   end
