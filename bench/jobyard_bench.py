@@ -187,8 +187,14 @@ def many_waiting(r: redis.Redis, n: int, calls: int = 200) -> dict[str, float]:
     after = common.used_memory(r)
     _check_waiting(r, n)
     queue = tasks.Queue(QUEUE)
+    # Where the bytes are: one job's hash, and one broker message (a Redis list entry).
+    job_id = r.zrange(scripts.state_key(QUEUE, "wait"), 0, 0)[0].decode()
+    message = next(r.lindex(key, 0) for key in common.queue_keys(QUEUE) if r.llen(key))
     return {
         "n": n,
+        "sample_job_hash_bytes": r.memory_usage(scripts.job_key(QUEUE, job_id)),
+        "sample_job_hash_fields": r.hlen(scripts.job_key(QUEUE, job_id)),
+        "sample_message_bytes": len(message),
         "fill_jobs_per_s": n / fill_s,
         "bytes_per_waiting_job": (after - before) / n,
         "used_memory_delta_bytes": after - before,

@@ -30,7 +30,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 BULLMQ_DIR = BENCH_DIR / "bullmq"
 RESULTS_DIR = BENCH_DIR / "results"
-PROFILES_DIR = RESULTS_DIR / "profiles"
+#: cProfile dumps (binary, large): outside the repository unless --profiles-dir says otherwise.
+PROFILES_DIR = Path(tempfile.gettempdir()) / "jobyard-bench-profiles"
 
 TARGETS = {
     "bulk_jobs_per_s": 10_000,
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": {"n": n, "latency_n": lat_n, "spacing_ms": args.spacing_ms,
                    "many_n": many_n, "quick": args.quick, "bullmq": with_bullmq,
-                   "poll_ms": common.POLL_S * 1000},
+                   "poll_ms": common.POLL_S * 1000,
+                   "profiles_dir": None if args.no_profile else str(args.profiles_dir)},
         "machine": machine(r, with_bullmq),
     }  # fmt: skip
 
@@ -224,10 +226,6 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "drain-prefork_c2/jobyard-events-off",
             lambda: jy.drain(r, n, common.PREFORK_2, env={"BENCH_TASK_EVENTS": "0"}),
         )
-        drains["prefork_c2"]["jobyard_log_level_info"] = step(
-            "drain-prefork_c2/jobyard-log-info",
-            lambda: jy.drain(r, n, common.PREFORK_2, env={"LOG_LEVEL": "INFO"}),
-        )
     drains["bullmq_c1"] = step("drain/bullmq-c1", lambda: bull("drain", n=n, concurrency=1))
     drains["bullmq_c50"] = step("drain/bullmq-c50", lambda: bull("drain", n=n, concurrency=50))
     out["drain"] = drains
@@ -257,7 +255,8 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
-    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
+    pdir = args.profiles_dir
+    pdir.mkdir(parents=True, exist_ok=True)
     pn, wn = args.profile_n, args.profile_worker_n
     from bench.celery_noop_app import make_app
 
@@ -268,7 +267,7 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
         task.apply_async()  # connect and fill the producer pool outside the profile
         cel.flush(r)
         out = profiling.profile_loop(
-            lambda: [task.apply_async() for _ in range(pn)], pn, PROFILES_DIR / f"{name}.prof"
+            lambda: [task.apply_async() for _ in range(pn)], pn, pdir / f"{name}.prof"
         )
         cel._check_count(r, pn)
         return out
@@ -288,14 +287,14 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
         return profiling.profile_loop(
             lambda: [jy.tasks.enqueue(jy.NOOP) for _ in range(pn)],
             pn,
-            PROFILES_DIR / "producer_jobyard.prof",
+            pdir / "producer_jobyard.prof",
         )
 
     def jobyard_bulk() -> dict:
         jy.warm_up(r)
         bn = max(pn * 4, 1000)
         return profiling.profile_loop(
-            lambda: jy.enqueue_many(bn), bn, PROFILES_DIR / "producer_jobyard_bulk.prof"
+            lambda: jy.enqueue_many(bn), bn, pdir / "producer_jobyard_bulk.prof"
         )
 
     result["producer_jobyard"] = step("profile/producer-jobyard", jobyard_single)
@@ -320,7 +319,7 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
         cel.prefill(r, wn)
         return profiling.profile_worker(
             cel.APP_MODULE, cel.QUEUE, cel.worker_env(), lambda: cel.probe(r)()[1], wn,
-            PROFILES_DIR / "worker_celery_solo.prof", extra,
+            pdir / "worker_celery_solo.prof", extra,
         )  # fmt: skip
 
     def jobyard_worker() -> dict:
@@ -328,7 +327,7 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
         poll = jy.probe(r, wn, int(time.time() // 60))
         return profiling.profile_worker(
             jy.APP_MODULE, jy.QUEUE, jy.worker_env(), lambda: poll()[1], wn,
-            PROFILES_DIR / "worker_jobyard_solo.prof", extra,
+            pdir / "worker_jobyard_solo.prof", extra,
         )  # fmt: skip
 
     result["worker_celery_solo"] = step("profile/worker-celery", celery_worker)
@@ -419,11 +418,9 @@ def table(out: dict[str, Any]) -> str:
             _get(j, "worker_cpu_us_per_job"), None)  # fmt: skip
         row("   redis CPU us/job", _get(c, "redis_cpu_us_per_job"),
             _get(j, "redis_cpu_us_per_job"), None)  # fmt: skip
-    for key, label in (("jobyard_task_events_off", "task events off"),
-                       ("jobyard_log_level_info", "LOG_LEVEL=INFO")):  # fmt: skip
-        v = _get(d, "prefork_c2", key)
-        if v:
-            row(f"c) drain prefork -c 2, Jobyard {label}", None, v["jobs_per_s"], None)
+    v = _get(d, "prefork_c2", "jobyard_task_events_off")
+    if v:
+        row("c) drain prefork -c 2, Jobyard, events off", None, v["jobs_per_s"], None)
     row("c) drain BullMQ concurrency 50, jobs/s", None, None, _get(d, "bullmq_c50", "jobs_per_s"))
     c, j = _get(d, "prefork_c2", "celery"), _get(d, "prefork_c2", "jobyard")
     row("   Redis bytes per waiting job (at N)", _get(c, "bytes_per_waiting_job"),
@@ -488,8 +485,10 @@ def main() -> None:
     ap.add_argument("--no-bullmq", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-diagnostics", action="store_true",
-                    help="skip the Jobyard drains with task events off / LOG_LEVEL=INFO")  # fmt: skip
+                    help="skip the diagnostic Jobyard drain with task events off")  # fmt: skip
     ap.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    ap.add_argument("--profiles-dir", type=Path, default=PROFILES_DIR,
+                    help="where the .prof files go (open them with python -m pstats)")  # fmt: skip
     args = ap.parse_args()
 
     # SIGTERM must run the finally below: it stops redis-server and any worker by pid.

@@ -214,6 +214,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "tasks",
+    "tasks.api",
+    "tasks.scheduling",
     "catalog",
     "notifications",
 ]

@@ -1,0 +1,1 @@
+"""Schedules: cron, interval and one-off jobs kept by celery-beat in the database."""
