@@ -302,7 +302,10 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
 
     extra = {
         "kombu_ack": lambda k: k[0].endswith("kombu/message.py") and k[2] == "ack",
-        "task_events": lambda k: k[0].endswith("celery/events/dispatcher.py") and k[2] == "send",
+        # Task events are buffered by send() and published by flush() (once per loop turn).
+        "task_events": lambda k: (
+            k[0].endswith("celery/events/dispatcher.py") and k[2] in ("send", "flush")
+        ),
         "django_fixup": lambda k: (
             k[0].endswith("celery/fixups/django.py")
             and k[2] in ("on_task_prerun", "on_task_postrun")
@@ -457,6 +460,18 @@ def table(out: dict[str, Any]) -> str:
                     f"  ({p['redis_init_calls_per_job']:.2f} per job,"
                     f" {p['redis_init_us_per_call']:.0f} us each)"
                 )
+        parts = ("kombu_ack", "task_events", "django_fixup", "jobyard_execute",
+                 "jobyard_scripts", "structlog", "options_validate")  # fmt: skip
+        for key, label in (("worker_celery_solo", "Celery"), ("worker_jobyard_solo", "Jobyard")):
+            p = prof.get(key)
+            if p:
+                busy = p["profiled_s"] / p["jobs"] * 1e6
+                shares = ", ".join(
+                    f"{part} {p[part + '_cum_share']:.0%}"
+                    for part in parts
+                    if p.get(part + "_cum_share")
+                )
+                lines.append(f"  {label} solo worker, profiled busy {busy:,.0f} us/job: {shares}")
     lines.append("")
     lines.append("Targets")
     for t in out.get("targets", []):

@@ -153,6 +153,12 @@ JOBYARD = {
     # shutdown); they are still active in the registry, so they are found stalled and run
     # again elsewhere. Celery's own soft shutdown always sleeps its whole timeout.
     "SHUTDOWN_GRACE_S": env.float("WORKER_SHUTDOWN_GRACE", default=30.0, validate=Range(min=0)),
+    # One beat fires at a time; another takes over within this long of its death.
+    "BEAT_LEASE_MS": env.int("JOBYARD_BEAT_LEASE_MS", default=10_000, validate=Range(min=1000)),
+    # A run later than this is "missed": its schedule's misfire policy decides.
+    "BEAT_MISFIRE_GRACE_MS": env.int(
+        "JOBYARD_BEAT_MISFIRE_GRACE_MS", default=30_000, validate=Range(min=0)
+    ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
 }
@@ -200,7 +206,8 @@ CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOBYARD_QUEUES]
 CELERY_TASK_ROUTES = ("tasks.registry.route_task",)
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+#: django-celery-beat's database schedules, fired by Jobyard's loop (docs/architecture.md).
+CELERY_BEAT_SCHEDULER = "tasks.scheduling.beat:JobyardScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Django ---------------------------------------------------------------------------

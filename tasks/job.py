@@ -73,7 +73,7 @@ class Job:
             "returnvalue": self.returnvalue, "attemptsMade": self.attempts_made,
             "attempts": self.attempts, "failedReason": self.failed_reason,
             "stacktrace": self.stacktrace, "priority": self.priority, "worker": self.worker,
-            "stalledCount": self.stalled_count,
+            "stalledCount": self.stalled_count, "schedule": self.opts.get("schedule"),
             "timestamps": {
                 "createdAt": self.created_at, "processedOn": self.processed_on,
                 "finishedOn": self.finished_on, "delayUntil": self.delay_until,

@@ -1,4 +1,4 @@
-"""Built-in job types of the platform."""
+"""Built-in job types of the platform, and their default schedules."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ import socket
 import time
 from typing import Any
 
+from django.conf import settings
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from tasks.errors import JobyardError
 from tasks.job import Job
-from tasks.registry import job_type
+from tasks.queue import Queue
+from tasks.registry import get_job_type, job_type
+from tasks.scheduling.defaults import default_schedule
+from tasks.scheduling.patterns import parse_pattern
+from tasks.scheduling.service import install_schedule
 
 
 @job_type("ping", queue="default", attempts=1)
@@ -22,3 +31,79 @@ def ping(job: Job, sent_at: float | None = None) -> dict[str, Any]:
         "startedAt": started,
         "queueMs": round((started - sent_at) * 1000, 3) if sent_at else None,
     }
+
+
+@job_type("clean-finished-jobs", queue="cleanup", attempts=3)
+def clean_finished_jobs(job: Job, older_than_hours: int = 24 * 7) -> dict[str, int]:
+    """Retention by age: remove completed and failed jobs older than the given hours.
+
+    Count-based retention (the last 100 completed, 50 failed) happens as jobs finish; this
+    bounds how long any finished job stays, in every queue.
+    """
+    removed: dict[str, int] = {}
+    for name in settings.JOBYARD_QUEUES:
+        queue = Queue(name)
+        for state in ("completed", "failed"):
+            total = 0
+            while batch := queue.clean(older_than_hours * 3_600_000, 1000, state):
+                total += len(batch)
+            removed[f"{name}.{state}"] = total
+    return removed
+
+
+default_schedule("jobyard-clean-finished-jobs", "clean-finished-jobs", cron="30 3 * * *")
+
+
+class ScheduleRecurringParams(BaseModel):
+    """`schedule-recurring`: install (or replace) schedule `key` for `jobType`."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    key: str = Field(min_length=1, max_length=200)
+    job_type: str
+    #: A cron pattern (5 fields, or 6 with seconds first), `every 30s`, or `at <ISO time>`.
+    pattern: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    timezone: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    misfire: str = "once"
+
+    @model_validator(mode="after")
+    def _check(self) -> ScheduleRecurringParams:
+        # The same checks install_schedule makes, so a bad request fails at the trigger (422).
+        get_job_type(self.job_type).validate(self.params)
+        parse_pattern(self.pattern, self.timezone or settings.TIME_ZONE, anchor=_now())
+        if self.misfire not in ("once", "skip"):
+            raise ValueError("misfire must be once or skip")
+        return self
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+@job_type("schedule-recurring", queue="default", attempts=1, schema=ScheduleRecurringParams)
+def schedule_recurring(job: Job, key: str, job_type: str, pattern: str,
+                       params: dict[str, Any], timezone: str | None, options: dict[str, Any],
+                       misfire: str) -> dict[str, Any]:  # fmt: skip
+    """Install a schedule through the job system (the trigger API, the CLI, the admin)."""
+    from tasks.scheduling.service import next_run
+
+    text = pattern.strip()
+    spec: dict[str, Any] = {}
+    if text.startswith("every "):
+        spec["every"] = text
+    elif text.startswith("at "):
+        spec["at"] = text[3:].strip()
+    else:
+        spec["cron"] = text
+    try:
+        task, created = install_schedule(key, job_type, params, timezone_name=timezone,
+                                         options=options, misfire=misfire, **spec)  # fmt: skip
+    except JobyardError as exc:
+        from tasks.errors import PermanentError
+
+        raise PermanentError(str(exc)) from exc
+    upcoming = next_run(task)
+    return {"key": key, "created": created, "next": upcoming.isoformat() if upcoming else None}

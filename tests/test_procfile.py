@@ -37,7 +37,7 @@ def test_it_has_the_processes_design_names():
     entries = procfile()
     assert {"release", "web", "beat", "flower"} <= set(entries)
     assert "migrate" in entries["release"] and "setup_schedules" in entries["release"]
-    assert "DatabaseScheduler" in entries["beat"]
+    assert "-S tasks.scheduling.beat:JobyardScheduler" in entries["beat"]
     assert "--basic-auth" in entries["flower"]
     # bin/run starts everything but release, which it runs itself first.
     assert sorted(PROCESSES) == sorted(set(entries) - {"release"})

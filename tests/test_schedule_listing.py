@@ -21,5 +21,5 @@ def test_it_lists_key_pattern_and_next_run():
     upcoming = timezone.datetime.fromisoformat(listed["nightly-ping"]["next"])
     assert upcoming > timezone.now() and (upcoming.hour, upcoming.minute) == (3, 0)
     assert upcoming - timezone.now() <= timedelta(days=1)
-    assert listed["email-echo"]["pattern"] == "every 30 seconds"
+    assert listed["email-echo"]["pattern"] == "every 30s"
     assert [s["key"] for s in list_schedules("email")] == ["email-echo"]

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from tasks.schedules import install_default_schedules
+from tasks.scheduling.defaults import install_default_schedules
 
 
 class Command(BaseCommand):

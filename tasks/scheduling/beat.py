@@ -1,0 +1,74 @@
+"""The celery-beat scheduler: `celery -A project beat -S tasks.scheduling.beat:JobyardScheduler`.
+
+Schedules are django-celery-beat's rows in PostgreSQL (edited in the admin); this class
+replaces only the loop that fires them: a leader lease in Redis so one beat fires at a
+time, and tasks.scheduling.firing for exactly-once runs, misfires and DST.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+
+import structlog
+from celery.beat import Scheduler
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
+
+from tasks import scripts
+from tasks.scheduling.firing import fire_due
+
+log = structlog.get_logger("jobyard.beat")
+
+
+def hold_lease(owner: str, ttl_ms: int) -> bool:
+    return bool(scripts.run("lease", "beat", owner, ttl_ms, "hold"))
+
+
+def release_lease(owner: str) -> None:
+    scripts.run("lease", "beat", owner, 0, "release")
+
+
+class JobyardScheduler(Scheduler):
+    def __init__(self, *args, **kwargs) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.leading = False
+        super().__init__(*args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        """No in-memory entries: the database is read on every step."""
+
+    def sync(self) -> None:
+        """Nothing to write back: every fired run is recorded when it fires."""
+
+    @property
+    def info(self) -> str:
+        return f"jobyard: schedules in the database, leader lease {self._lease_ms() / 1000:g} s"
+
+    def _lease_ms(self) -> int:
+        return settings.JOBYARD["BEAT_LEASE_MS"]
+
+    def tick(self, *args, **kwargs) -> float:
+        lease = self._lease_ms()
+        try:
+            leading = hold_lease(self.owner, lease)
+            if leading != self.leading:
+                log.info("beat_leader" if leading else "beat_follower", owner=self.owner)
+                self.leading = leading
+            if not leading:
+                return min(1.0, lease / 3000)
+            close_old_connections()
+            # Never sleep past a third of the lease: the lease must be renewed in time.
+            return min(fire_due(), lease / 3000)
+        except (DatabaseError, RedisError) as exc:
+            log.warning("beat_step_failed", error=str(exc))
+            close_old_connections()
+            return 1.0
+
+    def close(self) -> None:
+        with contextlib.suppress(RedisError):
+            release_lease(self.owner)
+        super().close()

@@ -1,0 +1,124 @@
+"""One step of the beat: fire every schedule that is due, exactly once.
+
+Exactly once, with two beats running or a beat dying mid-step:
+- only the holder of a Redis lease fires (tasks/scheduling/beat.py); a dead holder's lease
+  runs out after JOBYARD_BEAT_LEASE_MS and another beat takes over;
+- each run's job id is derived from the schedule key and the run's due time, so firing a
+  run twice (two holders for a moment, or a step interrupted between enqueue and the
+  database update) finds the job the first firing created and creates nothing.
+
+Misfires: a run is late when it is older than JOBYARD_BEAT_MISFIRE_GRACE_MS. After beat
+was down, only the latest missed run of a schedule is considered, never one per missed
+time; the schedule's policy fires it once ("once") or drops it ("skip").
+Pile-ups: a run is skipped while the previous run's job has not started yet.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from tasks.enqueue import enqueue
+from tasks.errors import JobyardError
+from tasks.job import get_job
+from tasks.registry import get_job_type
+from tasks.scheduling.service import fingerprint, plan_for, run_job_id
+
+log = structlog.get_logger("jobyard.beat")
+#: Job states in which the previous run has not started: the next one is not piled on.
+NOT_STARTED = ("waiting", "delayed", "paused")
+
+
+def fire_due(now: datetime | None = None) -> float:
+    """Fire what is due at `now`; return seconds until the next run is due (at most 1 s,
+    so that edits in the admin take effect within a second)."""
+    from django_celery_beat.models import PeriodicTask
+
+    from tasks.scheduling.models import JobSchedule
+
+    now = now or timezone.now()
+    sleep = 1.0
+    tasks = PeriodicTask.objects.filter(enabled=True).select_related(
+        "crontab", "interval", "clocked", "jobyard"
+    )
+    for task in tasks:
+        extra = getattr(task, "jobyard", None)
+        seen = fingerprint(task)
+        if extra is None:
+            # Created in the admin without Jobyard's row: start from now, no backfill.
+            extra, _ = JobSchedule.objects.get_or_create(
+                periodic_task=task, defaults={"anchor": now, "last_tick": now, "fingerprint": seen}
+            )
+            task.jobyard = extra
+        if extra.fingerprint != seen:
+            # Edited since the last step: restart from now instead of firing a past run.
+            JobSchedule.objects.filter(pk=task.pk).update(
+                last_tick=now, anchor=now, last_error="", fingerprint=seen
+            )
+            log.info("schedule_changed", key=task.name, pattern=seen)
+            continue
+        try:
+            pattern = plan_for(task)
+        except JobyardError as exc:
+            _record_error(extra, str(exc))
+            continue
+        due = pattern.latest_at_or_before(now)
+        if due is not None and (extra.last_tick is None or due > extra.last_tick):
+            _fire(task, extra, due, now)
+        upcoming = pattern.next_after(now)
+        if upcoming is not None:
+            sleep = min(sleep, max((upcoming - now).total_seconds(), 0.0))
+    return sleep
+
+
+def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from tasks.scheduling.models import JobSchedule
+
+    key = task.name
+    grace = timedelta(milliseconds=settings.JOBYARD["BEAT_MISFIRE_GRACE_MS"])
+    late = now - due > grace
+    handled = JobSchedule.objects.filter(pk=task.pk)
+    if late and extra.misfire == JobSchedule.Misfire.SKIP:
+        log.info("schedule_run_skipped", key=key, due=due.isoformat(), reason="missed")
+        handled.update(last_tick=due)
+        return
+    if extra.last_job_id:
+        declared = get_job_type(task.task) if task.task else None
+        previous = get_job(declared.queue, extra.last_job_id) if declared else None
+        if previous is not None and previous.state in NOT_STARTED:
+            log.info("schedule_run_skipped", key=key, due=due.isoformat(),
+                     reason=f"previous run {previous.id} is still {previous.state}")  # fmt: skip
+            handled.update(last_tick=due)
+            return
+    job_id = run_job_id(key, due)
+    try:
+        job = enqueue(task.task, json.loads(task.kwargs or "{}"),
+                      **{**extra.options, "job_id": job_id, "schedule": key})  # fmt: skip
+    except (JobyardError, ValueError) as exc:  # bad parameters edited in the admin
+        _record_error(extra, str(exc))
+        handled.update(last_tick=due)
+        log.error("schedule_run_failed", key=key, due=due.isoformat(), error=str(exc))
+        return
+    handled.update(last_tick=due, last_job_id=job.id, last_error="")
+    updates: dict[str, Any] = {"last_run_at": now, "total_run_count": F("total_run_count") + 1}
+    if task.one_off:
+        updates["enabled"] = False
+    # update(), not save(): save() would mark every schedule changed for other beats.
+    PeriodicTask.objects.filter(pk=task.pk).update(**updates)
+    log.info("schedule_fired", key=key, job_id=job.id, due=due.isoformat(), late=late)
+
+
+def _record_error(extra: Any, message: str) -> None:
+    from tasks.scheduling.models import JobSchedule
+
+    if extra.last_error != message:
+        JobSchedule.objects.filter(pk=extra.pk).update(last_error=message)
+        log.error("schedule_invalid", key=extra.periodic_task.name, error=message)

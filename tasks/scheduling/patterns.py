@@ -1,0 +1,180 @@
+"""Schedule patterns: cron (5 fields, or 6 with a leading seconds field), every N, once at T.
+
+Each pattern answers two questions for the beat: the latest due time at or before now,
+and the next one after. Times are aware UTC datetimes; cron fields are read in the
+schedule's own time zone.
+
+Daylight saving: cron fields describe wall-clock times. We iterate wall-clock times and
+map each to one instant, the first if the wall time happens twice (a fall-back night) and
+the shifted one if it does not exist (a spring-forward night), so a daily 01:30 fires
+exactly once on both transition days.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from tasks.errors import JobyardError
+
+FIELDS_5 = ("minute", "hour", "day of month", "month", "day of week")
+FIELDS_6 = ("second", *FIELDS_5)
+_UNITS_MS = {"ms": 1, "s": 1000, "sec": 1000, "min": 60_000, "m": 60_000, "h": 3_600_000}
+
+
+class InvalidSchedule(JobyardError, ValueError):
+    """A pattern, zone or time that cannot be a schedule; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSchedule("timezone", f"unknown time zone {name!r}") from None
+
+
+def _instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The one instant of a wall-clock time: the first of two, or the shifted one of none."""
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Cron:
+    expression: str
+    tz: ZoneInfo
+
+    @property
+    def has_seconds(self) -> bool:
+        return len(self.expression.split()) == 6
+
+    def _iter(self, start_wall: datetime) -> croniter:
+        return croniter(self.expression, start_wall, second_at_beginning=self.has_seconds)
+
+    def next_after(self, after: datetime) -> datetime:
+        wall = after.astimezone(self.tz).replace(tzinfo=None)
+        # Start a little earlier: on a fall-back night the wall clock runs backwards.
+        it = self._iter(wall - timedelta(hours=3))
+        for _ in range(100_000):
+            candidate = _instant(it.get_next(datetime), self.tz)
+            if candidate > after:
+                return candidate
+        raise InvalidSchedule("pattern", f"{self.expression!r} never fires")
+
+    def latest_at_or_before(self, now: datetime) -> datetime | None:
+        wall = now.astimezone(self.tz).replace(tzinfo=None)
+        it = self._iter(wall + timedelta(hours=3, seconds=1))
+        for _ in range(100_000):
+            candidate = _instant(it.get_prev(datetime), self.tz)
+            if candidate <= now:
+                return candidate
+        return None
+
+    def __str__(self) -> str:
+        return self.expression
+
+
+@dataclass(frozen=True)
+class Every:
+    every_ms: int
+    #: Runs fall on anchor + k * every: the same instants whichever beat computes them.
+    anchor: datetime
+
+    def latest_at_or_before(self, now: datetime) -> datetime | None:
+        if now < self.anchor:
+            return None
+        steps = int((now - self.anchor) / timedelta(milliseconds=self.every_ms))
+        return self.anchor + timedelta(milliseconds=self.every_ms * steps)
+
+    def next_after(self, after: datetime) -> datetime:
+        latest = self.latest_at_or_before(after)
+        if latest is None:
+            return self.anchor
+        return latest + timedelta(milliseconds=self.every_ms)
+
+    def __str__(self) -> str:
+        for unit, size in (("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+            if self.every_ms % size == 0:
+                return f"every {self.every_ms // size}{unit}"
+        return f"every {self.every_ms}ms"
+
+
+@dataclass(frozen=True)
+class Once:
+    at: datetime
+
+    def latest_at_or_before(self, now: datetime) -> datetime | None:
+        return self.at if self.at <= now else None
+
+    def next_after(self, after: datetime) -> datetime | None:
+        return self.at if self.at > after else None
+
+    def __str__(self) -> str:
+        return f"once at {self.at.isoformat()}"
+
+
+Pattern = Cron | Every | Once
+
+
+def parse_cron(expression: str, tz: ZoneInfo | str) -> Cron:
+    """A 5-field cron, or 6 with a leading seconds field; errors name the bad field."""
+    tz = zone(tz) if isinstance(tz, str) else tz
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        raise InvalidSchedule(
+            "pattern", f"a cron pattern has 5 fields (6 with seconds first), not {len(fields)}"
+        )
+    names = FIELDS_6 if len(fields) == 6 else FIELDS_5
+    for position, (name, value) in enumerate(zip(names, fields, strict=True)):
+        alone = ["*"] * len(fields)
+        alone[position] = value
+        if not croniter.is_valid(" ".join(alone), second_at_beginning=len(fields) == 6):
+            raise InvalidSchedule(f"pattern ({name})", f"{value!r} is not a valid {name} field")
+    normalised = " ".join(fields)
+    if not croniter.is_valid(normalised, second_at_beginning=len(fields) == 6):
+        raise InvalidSchedule("pattern", f"{expression!r} is not a valid cron pattern")
+    return Cron(normalised, tz)
+
+
+def parse_every(text: str | int, anchor: datetime) -> Every:
+    """`every 30s`, `500ms`, `5min`, `2h`, or a number of milliseconds."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        every_ms = text
+    else:
+        match = re.fullmatch(r"\s*(?:every\s+)?(\d+)\s*(ms|s|sec|min|m|h)\s*", str(text))
+        if not match:
+            raise InvalidSchedule(
+                "every", f"{text!r} is not an interval such as 500ms, 30s, 5min or 2h"
+            )
+        every_ms = int(match.group(1)) * _UNITS_MS[match.group(2)]
+    if every_ms < 100:
+        raise InvalidSchedule("every", "an interval is at least 100 ms")
+    return Every(every_ms, anchor)
+
+
+def parse_at(value: str | datetime) -> Once:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidSchedule("at", f"{value!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise InvalidSchedule("at", "a one-off time needs a zone offset (Z or +01:00)")
+    return Once(value.astimezone(UTC))
+
+
+def parse_pattern(text: str, tz: str, anchor: datetime) -> Pattern:
+    """What `schedule-recurring` and the CLI accept: a cron, `every 30s`, or `at <ISO time>`."""
+    text = text.strip()
+    if text.startswith("every "):
+        return parse_every(text, anchor)
+    if text.startswith("at "):
+        return parse_at(text[3:].strip())
+    return parse_cron(text, tz)
