@@ -89,6 +89,53 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+class BeatProcess:
+    """`celery -A project beat` with Jobyard's scheduler, as a child process."""
+
+    def __init__(self, output: Path | None = None) -> None:
+        self.output = output
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> BeatProcess:
+        db = settings.DATABASES["default"]
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "project", "beat", "-S",
+             "tasks.scheduling.beat:JobyardScheduler", "--pidfile=", "-l", "INFO"],
+            cwd=BASE_DIR, env=env, start_new_session=True,
+            stdout=self.output.open("ab") if self.output else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def start_beat(django_db_setup) -> Iterator:
+    started: list[BeatProcess] = []
+
+    def start(output: Path | None = None) -> BeatProcess:
+        beat = BeatProcess(output).start()
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.kill()
+
+
 #: The shared worker's queues; the other queues are left to tests that need workers of
 #: their own (rate limits, pauses, crashes, priorities).
 SHARED_QUEUES = ["default", "email", "reports"]

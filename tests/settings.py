@@ -12,6 +12,7 @@ for _name, _value in {
     "JOBYARD_STALLED_INTERVAL_MS": "500",
     "JOBYARD_PROMOTE_INTERVAL_MS": "50",
     "JOBYARD_HEARTBEAT_INTERVAL_MS": "500",
+    "JOBYARD_BEAT_LEASE_MS": "2000",
 }.items():
     os.environ.setdefault(_name, _value)
 
