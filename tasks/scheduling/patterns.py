@@ -58,10 +58,19 @@ class Cron:
     def _iter(self, start_wall: datetime) -> croniter:
         return croniter(self.expression, start_wall, second_at_beginning=self.has_seconds)
 
+    def _margin(self, at: datetime) -> timedelta:
+        """How far to start before (or after) a wall time: a DST change within three hours
+        makes the wall clock jump, so iterate from further away; otherwise not at all
+        (a pattern due every second would iterate 10,800 times for nothing)."""
+        window = timedelta(hours=3)
+        if self.tz.utcoffset(at - window) == self.tz.utcoffset(at + window):
+            return timedelta(0)
+        return window
+
     def next_after(self, after: datetime) -> datetime:
         wall = after.astimezone(self.tz).replace(tzinfo=None)
-        # Start a little earlier: on a fall-back night the wall clock runs backwards.
-        it = self._iter(wall - timedelta(hours=3))
+        # On a fall-back night the wall clock runs backwards: start earlier there.
+        it = self._iter(wall - self._margin(after))
         for _ in range(100_000):
             candidate = _instant(it.get_next(datetime), self.tz)
             if candidate > after:
@@ -70,7 +79,7 @@ class Cron:
 
     def latest_at_or_before(self, now: datetime) -> datetime | None:
         wall = now.astimezone(self.tz).replace(tzinfo=None)
-        it = self._iter(wall + timedelta(hours=3, seconds=1))
+        it = self._iter(wall + self._margin(now) + timedelta(seconds=1))
         for _ in range(100_000):
             candidate = _instant(it.get_prev(datetime), self.tz)
             if candidate <= now:
