@@ -55,11 +55,14 @@ default_schedule("jobyard-clean-finished-jobs", "clean-finished-jobs", cron="30 
 
 
 class ScheduleRecurringParams(BaseModel):
-    """`schedule-recurring`: install (or replace) schedule `key` for `jobType`."""
+    """`schedule-recurring`: install (or replace) schedule `key` running job type `target`.
+
+    (Not `jobType`: in the trigger API's body that names the job to run, this one.)
+    """
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
     key: str = Field(min_length=1, max_length=200)
-    job_type: str
+    target: str
     #: A cron pattern (5 fields, or 6 with seconds first), `every 30s`, or `at <ISO time>`.
     pattern: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -70,7 +73,7 @@ class ScheduleRecurringParams(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ScheduleRecurringParams:
         # The same checks install_schedule makes, so a bad request fails at the trigger (422).
-        get_job_type(self.job_type).validate(self.params)
+        get_job_type(self.target).validate(self.params)
         parse_pattern(self.pattern, self.timezone or settings.TIME_ZONE, anchor=_now())
         if self.misfire not in ("once", "skip"):
             raise ValueError("misfire must be once or skip")
@@ -84,7 +87,7 @@ def _now():
 
 
 @job_type("schedule-recurring", queue="default", attempts=1, schema=ScheduleRecurringParams)
-def schedule_recurring(job: Job, key: str, job_type: str, pattern: str,
+def schedule_recurring(job: Job, key: str, target: str, pattern: str,
                        params: dict[str, Any], timezone: str | None, options: dict[str, Any],
                        misfire: str) -> dict[str, Any]:  # fmt: skip
     """Install a schedule through the job system (the trigger API, the CLI, the admin)."""
@@ -99,7 +102,7 @@ def schedule_recurring(job: Job, key: str, job_type: str, pattern: str,
     else:
         spec["cron"] = text
     try:
-        task, created = install_schedule(key, job_type, params, timezone_name=timezone,
+        task, created = install_schedule(key, target, params, timezone_name=timezone,
                                          options=options, misfire=misfire, **spec)  # fmt: skip
     except JobyardError as exc:
         from tasks.errors import PermanentError

@@ -148,7 +148,7 @@ def test_install_refuses_bad_schedules_naming_the_field_and_writes_nothing():
 
 @pytest.mark.django_db(transaction=True)
 def test_schedule_recurring_installs_a_schedule_through_the_job_system(worker):
-    job = enqueue("schedule-recurring", {"key": "nightly-ping", "jobType": "ping",
+    job = enqueue("schedule-recurring", {"key": "nightly-ping", "target": "ping",
                                          "pattern": "0 2 * * *", "timezone": "Europe/Paris"})  # fmt: skip
     result = job.wait_until_finished(timeout=30)
     assert result["key"] == "nightly-ping" and result["created"] is True
@@ -166,6 +166,6 @@ def test_schedule_recurring_refuses_a_bad_pattern_at_enqueue():
     from tasks import InvalidJobData
 
     with pytest.raises(InvalidJobData, match="day of week"):
-        enqueue("schedule-recurring", {"key": "k", "jobType": "ping", "pattern": "0 0 * * funday"})
+        enqueue("schedule-recurring", {"key": "k", "target": "ping", "pattern": "0 0 * * funday"})
     with pytest.raises(InvalidJobData, match="count"):
-        enqueue("schedule-recurring", {"key": "k", "jobType": "t-typed", "pattern": "0 0 * * *"})
+        enqueue("schedule-recurring", {"key": "k", "target": "t-typed", "pattern": "0 0 * * *"})
