@@ -6,6 +6,7 @@ has no field for, and the bookkeeping that makes firing exactly-once.
 """
 
 from django.db import models
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 
@@ -28,7 +29,9 @@ class JobSchedule(models.Model):
         default=dict, blank=True, help_text="Job options, as enqueue takes them."
     )
     misfire = models.CharField(max_length=8, choices=Misfire.choices, default=Misfire.ONCE)
-    anchor = models.DateTimeField(help_text="Intervals fall on anchor + k x interval.")
+    anchor = models.DateTimeField(
+        default=timezone.now, help_text="Intervals fall on anchor + k x interval."
+    )
     last_tick = models.DateTimeField(null=True, blank=True, help_text="The due time last handled.")
     last_job_id = models.CharField(max_length=128, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
