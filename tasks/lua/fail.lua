@@ -1,23 +1,13 @@
 -- An attempt failed. ARGV: prefix, queue, id, token, reason, stacktrace, retry delay ms
 -- (-1: no retry, the job fails), keep, age ms, maxlen, stacktraces kept
 -- Returns 'retrying' | 'failed', or 0 when this worker no longer holds the job.
-local p, q, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local k = jkey(p, q, id)
-if redis.call('HGET', k, 'token') ~= token or redis.call('HGET', k, 'state') ~= 'active' then
-  return 0
-end
-local now = now_ms()
-local started = tonumber(redis.call('HGET', k, 'processedOn'))
+local p, q, id = ARGV[1], ARGV[2], ARGV[3]
+local k, now, made = end_attempt(p, q, id, ARGV[4])
+if not k then return 0 end
 local traces = cjson.decode(redis.call('HGET', k, 'stacktrace') or '[]')
 table.insert(traces, ARGV[6])
 while #traces > tonumber(ARGV[11]) do table.remove(traces, 1) end
-local made = redis.call('HINCRBY', k, 'attemptsMade', 1)
-redis.call('ZREM', skey(p, q, 'active'), id)
-redis.call('DEL', p .. q .. ':lock:' .. id)
 redis.call('HSET', k, 'failedReason', ARGV[5], 'stacktrace', cjson.encode(traces))
-redis.call('HDEL', k, 'token')
-count_minute(p, q, now, 'ms', now - started)
-sample(p, q, 'durations', now - started)
 local delay = tonumber(ARGV[7])
 if delay >= 0 then
   count_minute(p, q, now, 'retried', 1)

@@ -96,3 +96,20 @@ local function sample(p, q, name, value)
   redis.call('LPUSH', k, value)
   redis.call('LTRIM', k, 0, 999)
 end
+
+-- End the running attempt held by `token`: returns the job key, now and attempts made, or
+-- nil when the token no longer holds the job (it was found stalled and handed on).
+local function end_attempt(p, q, id, token)
+  local k = jkey(p, q, id)
+  if redis.call('HGET', k, 'token') ~= token or redis.call('HGET', k, 'state') ~= 'active' then
+    return nil
+  end
+  local now = now_ms()
+  local took = now - tonumber(redis.call('HGET', k, 'processedOn'))
+  redis.call('ZREM', skey(p, q, 'active'), id)
+  redis.call('DEL', p .. q .. ':lock:' .. id)
+  redis.call('HDEL', k, 'token')
+  count_minute(p, q, now, 'ms', took)
+  sample(p, q, 'durations', took)
+  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1)
+end
