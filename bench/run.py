@@ -46,6 +46,38 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def machine_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Average number of busy cores between two machine_cpu() readings."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total * (os.cpu_count() or 1), 2) if total else 0.0
+
+
+def foreign_load() -> dict[str, Any]:
+    """What else runs here: the load average and the busiest processes not started by us."""
+    mine = {os.getpid()}
+    rows = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if int(stat[1]) != os.getpid() and cmd:
+                rows.append((int(stat[11]) + int(stat[12]), cmd.strip()[:120]))
+    rows.sort(reverse=True)
+    return {
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "top_cpu_processes": [r[1] for r in rows[:5]],
+    }
+
+
 class Runner:
     """Runs named steps, each from an empty Redis; a failing step is recorded, not fatal."""
 
@@ -53,11 +85,14 @@ class Runner:
         self.r = redis_client
         self.errors: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        #: Cores busy on the whole machine during each step (ours and anyone else's).
+        self.busy: dict[str, float] = {}
 
     def step(self, name: str, fn: Callable[[], Any]) -> Any:
         log(f"{name} ...")
         self.r.flushall()
         start = time.perf_counter()
+        cpu0 = machine_cpu()
         try:
             value = fn()
         except Exception as exc:  # one broken step must not lose the others' figures
@@ -67,6 +102,7 @@ class Runner:
             value = None
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 2)
+            self.busy[name] = machine_busy(cpu0, machine_cpu())
             self.r.flushall()
         if value is not None:
             log(f"{name}: {json.dumps(value, default=str)[:300]}")
@@ -191,6 +227,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                    "poll_ms": common.POLL_S * 1000,
                    "profiles_dir": None if args.no_profile else str(args.profiles_dir)},
         "machine": machine(r, with_bullmq),
+        "load_at_start": foreign_load(),
     }  # fmt: skip
 
     def bull(name: str, **kw: Any) -> Any:
@@ -251,6 +288,8 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     out["targets"] = targets(out)
     out["errors"] = runner.errors
     out["step_seconds"] = runner.seconds
+    out["step_busy_cores"] = runner.busy
+    out["load_at_end"] = foreign_load()
     return out
 
 
@@ -400,6 +439,10 @@ def table(out: dict[str, Any]) -> str:
             f"{label:<44} {_fmt(c, digits):>14} {_fmt(j, digits):>14} {_fmt(b, digits):>14}"
         )
 
+    load0, load1 = _get(out, "load_at_start", "loadavg"), _get(out, "load_at_end", "loadavg")
+    lines.append(
+        f"load average at start {load0}, at end {load1} (2 cores: above ~1, others share them)"
+    )
     lines.append(f"{'':<44} {'Celery':>14} {'Jobyard':>14} {'BullMQ':>14}")
     s = out.get("single_enqueue_jobs_per_s", {})
     row("a) single enqueue, jobs/s", s.get("celery"), s.get("jobyard"), s.get("bullmq"))
@@ -501,11 +544,16 @@ def main() -> None:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-diagnostics", action="store_true",
                     help="skip the diagnostic Jobyard drain with task events off")  # fmt: skip
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                    help="first wait up to this long for the 1-min load average to fall below 0.5")  # fmt: skip
     ap.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     ap.add_argument("--profiles-dir", type=Path, default=PROFILES_DIR,
                     help="where the .prof files go (open them with python -m pstats)")  # fmt: skip
     args = ap.parse_args()
 
+    deadline = time.monotonic() + args.wait_quiet
+    while time.monotonic() < deadline and float(foreign_load()["loadavg"][0]) >= 0.5:
+        time.sleep(5)
     # SIGTERM must run the finally below: it stops redis-server and any worker by pid.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="jobyard-bench-"))
