@@ -204,8 +204,8 @@ CELERY_TASK_DEFAULT_PRIORITY = 4
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOBYARD_QUEUES]
 #: The one routing table: each job type declares its queue; the router reads the registry.
 CELERY_TASK_ROUTES = ("tasks.registry.route_task",)
-CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events stay off by default (Celery's default): they cost a broker publish per state
+# change per job. Flower switches them on in the workers it watches (--enable-events).
 #: django-celery-beat's database schedules, fired by Jobyard's loop (docs/architecture.md).
 CELERY_BEAT_SCHEDULER = "tasks.scheduling.beat:JobyardScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
