@@ -188,7 +188,7 @@ def recorder_lag() -> dict[str, int | None]:
 # --- applying a batch --------------------------------------------------------------------
 
 
-def _from_job(job: Job) -> JobRecord:
+def record_from_job(job: Job) -> JobRecord:
     return JobRecord(
         queue=job.queue, job_id=job.id, name=job.name,
         state="waiting" if job.state == "paused" else job.state,
@@ -254,7 +254,7 @@ def apply_entries(entries: list[Entry]) -> None:
         for key in sorted(by_job):
             row, job = existing.get(key), live.get(key)
             if job is not None:
-                record = _from_job(job)
+                record = record_from_job(job)
                 if row and row.created_at and record.created_at != row.created_at:
                     reborn.append(row.pk)  # the id was reused by a new job
             elif row is not None and row.removed_at is not None:
