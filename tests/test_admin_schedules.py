@@ -15,6 +15,6 @@ def test_the_schedule_list_shows_each_next_run(admin_client):
     page = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
     assert "Next run" in page
     expected = next_run(weekly).strftime("%Y-%m-%d %H:%M")
-    row = page.split("weekly-ping")[1].split("</tr>")[0]
+    row = page.split(">weekly-ping<")[1].split("</tr>")[0]
     assert expected in row
     assert "—" in page.split(">off<")[1].split("</tr>")[0]  # disabled: no next run
