@@ -62,10 +62,10 @@ def health(metrics: dict[str, Any]) -> Health:
 
 
 def bar_chart(series: list[dict[str, Any]], time_key: str, step_label: str,
-              width: int = 360, height: int = 84) -> SafeString:  # fmt: skip
+              width: int = 420, height: int = 56) -> SafeString:  # fmt: skip
     """Stacked bars (completed, failed) per bucket as inline SVG; hover shows the numbers."""
     top = max((b["completed"] + b["failed"] for b in series), default=0)
-    scale = (height - 14) / top if top else 0
+    scale = (height - 6) / top if top else 0
     left, bar_w = 28, (width - 28) / max(len(series), 1)
     parts = [
         f'<svg class="jy-chart" viewBox="0 0 {width} {height + 14}" width="100%" '

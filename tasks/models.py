@@ -107,7 +107,7 @@ class JobAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"attempt {self.number} of {self.job_id}"
+        return f"attempt {self.number}"
 
     @property
     def duration_ms(self) -> int | None:

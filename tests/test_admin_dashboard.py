@@ -78,7 +78,7 @@ def test_the_dashboard_shows_each_queue_workers_and_charts(admin_client, worker)
     assert re.search(r"<b>1</b><span>failed</span>", default)
     assert "failure rate (1 h)</span><br><b>50 %" in default
     assert "processing mean / p95" in default and default.count("<svg") == 2
-    assert "Last hour, per minute: 1 completed, 1 failed" in default
+    assert "Last hour, per minute · 1 completed · 1 failed" in default
     catalog = page.split('id="queue-catalog"')[1].split("</section>")[0]
     assert 'data-health="no workers"' in catalog and "1 jobs waiting and no worker" in catalog
     assert worker.name in page and "default, email, reports" in page  # workers and queues
