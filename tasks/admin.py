@@ -19,8 +19,7 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Lookup, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -376,7 +375,7 @@ class JobRecordAdmin(admin.ModelAdmin):
             return HttpResponse(status=405 if request.method != "POST" else 403)
         record = self.get_object(request, object_id)
         if record is None:
-            get_object_or_404(JobRecord, pk=-1)
+            raise Http404("no such job")
         action = request.POST.get("action", "")
         if action not in ("retry", "remove", "cancel"):
             return HttpResponse("unknown action", status=400)

@@ -7,11 +7,12 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from tasks import JobFailed, Queue, enqueue
+from tasks import JobFailed, Queue, enqueue, get_workers
 from tasks.connection import get_redis
 from tasks.dashboard import bar_chart, health
 from tasks.metrics import last_day
 from tasks.scripts import stats_key
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DASHBOARD = "/admin/dashboard/"
@@ -65,6 +66,7 @@ def test_bar_chart_is_inline_svg_with_a_bar_per_bucket():
 
 
 def test_the_dashboard_shows_each_queue_workers_and_charts(admin_client, worker):
+    wait_for(get_workers, message="the worker's heartbeat")  # each test starts with no keys
     enqueue("t-echo.default", {"value": 1}).wait_until_finished(timeout=30)
     with pytest.raises(JobFailed):
         enqueue("t-permanent.default", {}).wait_until_finished(timeout=30)

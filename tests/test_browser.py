@@ -9,9 +9,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.db import connections
+from playwright.sync_api import sync_playwright
 
+from tasks import get_workers
 from tasks.recorder import record_events
-from tests.conftest import BASE_DIR
+from tests.conftest import BASE_DIR, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -25,14 +28,13 @@ ARTIFACTS = BASE_DIR / "test-artifacts"
 
 @pytest.fixture
 def browser_page(monkeypatch):
-    sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing: bin/test installs Debian's chromium package")
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls
     # are still plain synchronous ones.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     profile = tempfile.mkdtemp(prefix="jobyard-chromium-")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, args=ARGS, headless=True,
             viewport={"width": 1400, "height": 900},
@@ -41,13 +43,17 @@ def browser_page(monkeypatch):
             yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+            # Inside Playwright's event loop Django keeps connections of their own (its
+            # connections are per context): close them, or they outlive the test database.
+            connections.close_all()
             shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_an_operator_logs_in_checks_the_dashboard_and_triggers_a_ping(
-    browser_page, live_server, django_user_model, worker
+    live_server, browser_page, django_user_model, worker
 ):
     page = browser_page
+    wait_for(get_workers, message="the worker's heartbeat")  # each test starts with no keys
     django_user_model.objects.create_superuser("operator", "op@example.com", "a-long-password-1")
     ARTIFACTS.mkdir(exist_ok=True)
 
