@@ -9,7 +9,7 @@ live state go through the tasks API (get_job, Job.retry, Job.remove), never to R
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -349,6 +349,9 @@ class JobRecordAdmin(admin.ModelAdmin):
         extra = {
             "live": live,
             "live_returnvalue": json.dumps(live.returnvalue, indent=2) if live else "",
+            "live_due": datetime.fromtimestamp(live.delay_until / 1000, tz=UTC)
+            if live and live.delay_until
+            else None,
             "archived": record is not None and record.pk is not None,
             "can_operate": self.has_operate_permission(request),
             "operate_url": reverse(

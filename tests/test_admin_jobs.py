@@ -116,7 +116,7 @@ def test_the_detail_page_shows_data_result_error_trace_attempts_and_live_state(
     fresh = enqueue("t-echo.catalog", {"value": "live-only"}, delay=60_000)
     url = reverse("admin:tasks_jobrecord_change", args=[quote(f"catalog:{fresh.id}")])
     page = admin_client.get(url).content.decode()
-    assert "live-only" in page and "Not archived yet" in page
+    assert "live-only" in page and "Not archived yet" in page and " · due " in page
     missing = reverse("admin:tasks_jobrecord_change", args=[quote("catalog:no-such-job")])
     assert admin_client.get(missing).status_code == 302  # the admin's "does not exist"
 
