@@ -37,6 +37,7 @@ PROCESSES = [
     "worker_reports",
     "worker_cleanup",
     "worker_catalog",
+    "recorder",
     "beat",
     "flower",
 ]

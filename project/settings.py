@@ -213,14 +213,16 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Django ---------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # First, so that its templates extend the admin's (dashboard and Flower links).
+    "tasks",
+    # django.contrib.admin with Jobyard's site: the dashboard and trigger pages.
+    "tasks.admin_config.JobyardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
-    "tasks",
     "tasks.api",
     "tasks.scheduling",
     "catalog",

@@ -118,3 +118,27 @@ def get_workers() -> list[dict[str, Any]]:
     if gone:
         client.zrem(scripts.workers_key(), *gone)
     return workers
+
+
+def last_day(queue: str, hours: int = 24, now: float | None = None) -> list[dict[str, int]]:
+    """Completed, failed and retried per hour over the last `hours` (oldest first).
+
+    Summed from the per-minute stats hashes, which the scripts keep for two days: one
+    pipelined round trip of hours x 60 HMGETs. The last bucket is the current hour so far.
+    """
+    now = time.time() if now is None else now
+    hour = int(now // 3600)
+    first_minute = (hour - hours + 1) * 60
+    last_minute = int(now // 60)
+    pipe = get_redis().pipeline(transaction=False)
+    for m in range(first_minute, last_minute + 1):
+        pipe.hmget(scripts.stats_key(queue, m), "completed", "failed", "retried")
+    buckets = [
+        {"hour": (hour - hours + 1 + i) * 3600, "completed": 0, "failed": 0, "retried": 0}
+        for i in range(hours)
+    ]
+    for m, values in zip(range(first_minute, last_minute + 1), pipe.execute(), strict=True):
+        bucket = buckets[m // 60 - (hour - hours + 1)]
+        for name, value in zip(("completed", "failed", "retried"), values, strict=True):
+            bucket[name] += int(value or 0)
+    return buckets

@@ -40,4 +40,5 @@ def test_it_has_the_processes_design_names():
     assert "-S tasks.scheduling.beat:JobyardScheduler" in entries["beat"]
     assert "--basic-auth" in entries["flower"]
     # bin/run starts everything but release, which it runs itself first.
+    assert "record_jobs" in entries["recorder"]
     assert sorted(PROCESSES) == sorted(set(entries) - {"release"})

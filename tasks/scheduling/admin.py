@@ -83,8 +83,9 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
     list_display = ("name", "enabled", "task", "scheduler", "next_run", "last_run_at", "last_error")
 
     @admin.display(description="next run")
-    def next_run(self, obj: PeriodicTask):
-        return next_run(obj, timezone.now()) or "-"
+    def next_run(self, obj: PeriodicTask) -> str:
+        upcoming = next_run(obj, timezone.now())
+        return upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "—"
 
     @admin.display(description="last error")
     def last_error(self, obj: PeriodicTask) -> str:

@@ -1,0 +1,133 @@
+"""What the admin dashboard shows, computed from the tasks API: no Redis of its own.
+
+A queue's health at a glance is one badge, from these rules, first match wins:
+
+1. PAUSED: the queue is paused.
+2. NO WORKERS: no live worker consumes it (red when jobs are waiting, amber when not:
+   nothing would run a job sent now).
+3. FAILING: at least FAILING_RATE of the jobs finished in the last hour failed, over at
+   least FAILING_MIN_FINISHED jobs (one failure out of two is noise, not an incident).
+4. BACKLOG: BACKLOG_WAITING or more jobs are waiting.
+5. OK.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from tasks import all_queue_metrics, get_workers
+from tasks.metrics import last_day
+
+#: Failure rate over the last hour that marks a queue as failing.
+FAILING_RATE = 0.10
+#: Fewer jobs finished than this in the last hour: the failure rate says nothing yet.
+FAILING_MIN_FINISHED = 5
+#: Waiting jobs from which a queue is shown as backlogged.
+BACKLOG_WAITING = 100
+
+COMPLETED_COLOR, FAILED_COLOR, RETRIED_COLOR = "#2e7d32", "#c62828", "#ef6c00"
+
+
+@dataclass(frozen=True)
+class Health:
+    label: str
+    level: str  # ok | info | warn | bad: the badge's colour
+    reason: str
+
+
+def health(metrics: dict[str, Any]) -> Health:
+    counts = metrics["counts"]
+    waiting = counts["waiting"] + counts["paused"]
+    finished = sum(m["completed"] + m["failed"] for m in metrics["lastHour"])
+    if metrics["paused"]:
+        return Health("paused", "info", f"paused; {waiting} jobs parked until resumed")
+    if metrics["workers"] == 0:
+        if waiting:
+            return Health("no workers", "bad", f"{waiting} jobs waiting and no worker to run them")
+        return Health("no workers", "warn", "no live worker consumes this queue")
+    if finished >= FAILING_MIN_FINISHED and metrics["failureRate"] >= FAILING_RATE:
+        return Health(
+            "failing",
+            "bad",
+            f"{metrics['failureRate']:.0%} of {finished} jobs failed in the last hour",
+        )
+    if waiting >= BACKLOG_WAITING:
+        return Health("backlog", "warn", f"{waiting} jobs waiting")
+    return Health("ok", "ok", "workers up, failures under the threshold, no backlog")
+
+
+def bar_chart(series: list[dict[str, Any]], time_key: str, step_label: str,
+              width: int = 420, height: int = 56) -> SafeString:  # fmt: skip
+    """Stacked bars (completed, failed) per bucket as inline SVG; hover shows the numbers."""
+    top = max((b["completed"] + b["failed"] for b in series), default=0)
+    scale = (height - 6) / top if top else 0
+    left, bar_w = 28, (width - 28) / max(len(series), 1)
+    parts = [
+        f'<svg class="jy-chart" viewBox="0 0 {width} {height + 14}" width="100%" '
+        f'role="img" aria-label="completed and failed per {step_label}">',
+        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#bbb"/>',
+        f'<text x="{left - 4}" y="10" text-anchor="end">{top}</text>',
+        f'<text x="{left - 4}" y="{height}" text-anchor="end">0</text>',
+    ]
+    for i, bucket in enumerate(series):
+        x = left + i * bar_w
+        when = time.strftime("%H:%M", time.gmtime(bucket[time_key]))
+        title = escape(
+            f"{when} UTC: {bucket['completed']} completed, {bucket['failed']} failed, "
+            f"{bucket['retried']} retried"
+        )
+        done_h, fail_h = bucket["completed"] * scale, bucket["failed"] * scale
+        parts.append(f"<g><title>{title}</title>")
+        parts.append(
+            f'<rect x="{x:.1f}" y="0" width="{bar_w:.1f}" height="{height}" fill="transparent"/>'
+        )
+        if done_h:
+            parts.append(
+                f'<rect x="{x + 0.5:.1f}" y="{height - done_h:.1f}" width="{max(bar_w - 1, 0.5):.1f}" '
+                f'height="{done_h:.1f}" fill="{COMPLETED_COLOR}"/>'
+            )
+        if fail_h:
+            parts.append(
+                f'<rect x="{x + 0.5:.1f}" y="{height - done_h - fail_h:.1f}" '
+                f'width="{max(bar_w - 1, 0.5):.1f}" height="{fail_h:.1f}" fill="{FAILED_COLOR}"/>'
+            )
+        parts.append("</g>")
+    first = time.strftime("%H:%M", time.gmtime(series[0][time_key])) if series else ""
+    parts.append(f'<text x="{left}" y="{height + 12}">{first}</text>')
+    parts.append(f'<text x="{width}" y="{height + 12}" text-anchor="end">now</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped titles only
+
+
+def dashboard_context() -> dict[str, Any]:
+    workers = get_workers()
+    queues = []
+    for name, metrics in all_queue_metrics().items():
+        day = last_day(name)
+        counts = metrics["counts"]
+        queues.append(
+            {
+                "name": name,
+                "metrics": metrics,
+                "counts": counts,
+                "health": health(metrics),
+                "hour_chart": bar_chart(metrics["lastHour"], "minute", "minute"),
+                "day_chart": bar_chart(day, "hour", "hour"),
+                "hour_totals": _totals(metrics["lastHour"]),
+                "day_totals": _totals(day),
+                "workers": [w for w in workers if name in w["queues"]],
+            }
+        )
+    now_ms = time.time() * 1000
+    for w in workers:
+        w["heartbeat_age_s"] = max(0, round((now_ms - w["lastHeartbeat"]) / 1000, 1))
+    return {"queues": queues, "workers": workers}
+
+
+def _totals(series: list[dict[str, Any]]) -> dict[str, int]:
+    return {k: sum(b[k] for b in series) for k in ("completed", "failed", "retried")}

@@ -1,0 +1,116 @@
+"""The job archive: every job the registry held, as PostgreSQL rows the admin browses.
+
+Redis keeps the hot registry and trims it (100 completed and 50 failed per queue by
+default); the recorder (tasks/recorder.py) copies each state change from the queues' event
+streams into these rows, so a job stays findable long after the registry let it go.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+#: Registry states, plus `cancelled`: a waiting or delayed job removed by the admin's
+#: cancel action. A waiting job of a paused queue is archived as `waiting` (paused is the
+#: queue's state, and no per-job event says when it ends).
+STATES = ("waiting", "delayed", "active", "completed", "failed", "cancelled")
+
+
+class JobRecord(models.Model):
+    queue = models.CharField(max_length=64)
+    job_id = models.CharField("job id", max_length=128)
+    #: The job type; empty when the job left the registry before the recorder read it
+    #: (events carry the state, result and reason, not the name and data).
+    name = models.CharField("job type", max_length=128, blank=True)
+    state = models.CharField(max_length=16, choices=[(s, s) for s in STATES])
+    data = models.JSONField(default=dict, blank=True)
+    opts = models.JSONField("options", default=dict, blank=True)
+    returnvalue = models.JSONField("result", null=True, blank=True)
+    failed_reason = models.TextField(blank=True)
+    stacktrace = models.JSONField(default=list, blank=True)
+    attempts_made = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    processed_on = models.DateTimeField("started", null=True, blank=True)
+    finished_on = models.DateTimeField("finished", null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    #: When the job was removed from the registry (remove, cancel). Jobs dropped by
+    #: retention or clean() leave no event: they keep their last state and no date here.
+    removed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "job"
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("queue", "job_id"), name="jobrecord_queue_job_id"),
+        ]
+        # One index per admin filter, each ending in the list's order (-created_at, -id),
+        # so a filtered page is an index range read, never a sort of the matching rows.
+        indexes = [
+            models.Index(fields=("-created_at", "-id"), name="jobrecord_created"),
+            models.Index(fields=("state", "-created_at", "-id"), name="jobrecord_state"),
+            models.Index(fields=("queue", "-created_at", "-id"), name="jobrecord_queue"),
+            models.Index(
+                fields=("queue", "state", "-created_at", "-id"), name="jobrecord_queue_state"
+            ),
+            models.Index(fields=("name", "-created_at", "-id"), name="jobrecord_name"),
+            models.Index(
+                fields=("-created_at", "-id"),
+                name="jobrecord_removed",
+                condition=models.Q(removed_at__isnull=False),
+            ),
+            # Search by id: equality and prefix (LIKE 'abc%') whatever the collation.
+            models.Index(
+                fields=("job_id",), name="jobrecord_job_id", opclasses=("varchar_pattern_ops",)
+            ),
+            # Search in data: containment (@>) and JSON path (@?) queries.
+            GinIndex(fields=("data",), name="jobrecord_data"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'job'} {self.job_id} ({self.queue})"
+
+
+class JobAttempt(models.Model):
+    """One run of a job: opened by its `active` event, closed by the event that ended it."""
+
+    RUNNING, COMPLETED, FAILED, RETRYING, STALLED = (
+        "running", "completed", "failed", "retrying", "stalled",
+    )  # fmt: skip
+    OUTCOMES = [
+        (RUNNING, "running"),
+        (COMPLETED, "completed"),
+        (FAILED, "failed"),
+        (RETRYING, "failed, retried"),
+        (STALLED, "stalled (worker lost)"),
+    ]
+
+    job = models.ForeignKey(JobRecord, on_delete=models.CASCADE, related_name="attempts")
+    #: 1, 2, ... over the job's whole life in the archive: a retry from the dead-letter
+    #: list restarts the registry's attemptsMade, not this.
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=OUTCOMES, default=RUNNING)
+    failed_reason = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    #: The stream entry of the `active` event that opened it: replaying that event (after
+    #: a recorder crashed between its commit and its XACK) finds this row, not a new one.
+    event_id = models.CharField(max_length=32)
+
+    class Meta:
+        ordering = ("job", "number")
+        constraints = [
+            models.UniqueConstraint(fields=("job", "number"), name="jobattempt_job_number"),
+            models.UniqueConstraint(fields=("job", "event_id"), name="jobattempt_job_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None
