@@ -92,11 +92,16 @@ def get_workers() -> list[dict[str, Any]]:
     """Live workers: host, queues, concurrency, running jobs, paused queues, heartbeat."""
     client = get_redis()
     names = [n.decode() for n in client.zrange(scripts.workers_key(), 0, -1)]
+    queues_known = list(settings.JOBYARD_QUEUES)
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(scripts.worker_key(name))
+    for queue in queues_known:
+        pipe.exists(scripts.state_key(queue, "paused"))
+    replies = pipe.execute()
+    paused = {q for q, flag in zip(queues_known, replies[len(names) :], strict=True) if flag}
     workers, gone = [], []
-    for name, raw in zip(names, pipe.execute(), strict=True):
+    for name, raw in zip(names, replies[: len(names)], strict=True):
         if not raw:  # its heartbeat expired: the worker is gone
             gone.append(name)
             continue
@@ -110,7 +115,7 @@ def get_workers() -> list[dict[str, Any]]:
                 "queues": queues,
                 "concurrency": int(h["concurrency"]),
                 "running": int(h["running"]),
-                "paused": [q for q in queues if client.exists(scripts.state_key(q, "paused"))],
+                "paused": [q for q in queues if q in paused],
                 "lastHeartbeat": int(h["lastHeartbeat"]),
                 "startedAt": int(h["startedAt"]),
             }

@@ -173,7 +173,13 @@ def clean_registry() -> Iterator[None]:
     from tasks.connection import get_redis
 
     client = get_redis()
-    keys = list(client.scan_iter(f"{settings.JOBYARD['KEY_PREFIX']}*", count=1000))
+    prefix = settings.JOBYARD["KEY_PREFIX"]
+    # Live workers' heartbeats stay: wiping them would hide the shared worker for a beat.
+    keys = [
+        k
+        for k in client.scan_iter(f"{prefix}*", count=1000)
+        if not k.startswith(f"{prefix}worker".encode())
+    ]
     for queue in settings.JOBYARD_QUEUES:
         keys += [queue, *(f"{queue}:{step}" for step in range(1, 10))]
     if keys:
