@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from pydantic import BaseModel, ValidationError
 
 from tasks.api.auth import READ, WRITE, authenticate, check_csrf
@@ -65,7 +66,7 @@ def api_view(methods: dict[str, str]) -> Callable:
                     log.exception("api_error", path=request.path, method=request.method)
                     return error_response(500, "internal_error", "internal error; see the logs")
                 return api_error.response()
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):
                 return result
             body, status = result if isinstance(result, tuple) else (result, 200)
             return JsonResponse(body, status=status)

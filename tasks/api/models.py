@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 #: Every token starts with this, so a leaked one is recognisable (and greppable).
@@ -61,9 +61,10 @@ class ApiToken(models.Model):
             raise ValueError(f"scope must be read or write, not {scope!r}")
         prefix = secrets.token_hex(4)
         raw = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-        token = cls.objects.create(
-            name=name, prefix=prefix, token_hash=hash_token(raw), scope=scope
-        )
+        with transaction.atomic():  # a duplicate name leaves an outer transaction usable
+            token = cls.objects.create(
+                name=name, prefix=prefix, token_hash=hash_token(raw), scope=scope
+            )
         return token, raw
 
     def fill_new(self) -> str:
