@@ -22,6 +22,10 @@ from tasks.api.views import CleanRequest
 from tasks.job import STATES
 from tasks.options import ID_PATTERN, JobOptions
 
+#: The job events (tasks.events) an event stream carries.
+EVENTS = ("waiting", "active", "progress", "completed", "failed", "delayed", "retrying",
+          "stalled", "removed", "paused", "resumed")  # fmt: skip
+_CURSOR = r"[A-Za-z0-9_.\-]+=\d+-\d+"
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
@@ -164,6 +168,24 @@ def _schemas() -> dict[str, Any]:
                 "jobs": jobs,
             }
         ),  # fmt: skip
+        "Event": _object(
+            {
+                "event": {"type": "string", "enum": [*EVENTS, "end", "error"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "description": "{queue, event, jobId, timestamp, and the event's fields}",
+                },
+                "id": {
+                    "type": "string",
+                    "pattern": rf"^{_CURSOR}(,{_CURSOR})*$",
+                    "description": "queue=streamId per queue: send it back as Last-Event-ID",
+                },
+                "retry": {"type": "integer"},
+            },
+            required=["event", "data"],
+            description="One server-sent event (the stream's items).",
+        ),
         "TriggerResult": _object(
             {
                 "jobId": {"type": "string"},
@@ -528,7 +550,7 @@ def _paths(trigger_body: dict[str, Any]) -> dict[str, Any]:
                     "paused, resumed), `data` its JSON, `id` the position to resume "
                     "from; it ends with an `end` event after the server's max "
                     "lifetime (reconnect with Last-Event-ID)",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": _ref("Event")}},
                 },
                 params=[
                     {
