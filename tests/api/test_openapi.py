@@ -87,3 +87,19 @@ def test_the_docs_page_lists_every_path_and_job_type_and_loads_nothing_external(
 def test_the_docs_need_credentials_too(anonymous):
     assert_error(anonymous.get("/api/v1/docs"), 401)
     assert_error(anonymous.get("/api/v1/openapi.json"), 401)
+
+
+def test_docs_api_md_has_a_curl_example_for_every_operation(api):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    curls = re.findall(r"curl [^\n]*", text)
+    doc = api.get("/api/v1/openapi.json").json()
+    for path, item in doc["paths"].items():
+        pattern = re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
+        pattern = re.sub(r"{[^}]+}", r"[^/\\s?\"]+", pattern) + r"([?\s\"]|$)"
+        for method in item:
+            if method not in ("get", "post", "delete"):
+                continue
+            verb = "" if method == "get" else f"-s?X {method.upper()} "
+            assert any(re.search(verb + r".*\$JY" + pattern, c) for c in curls), (method, path)
