@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 #: Every token starts with this, so a leaked one is recognisable (and greppable).
 TOKEN_PREFIX = "jy"
+_PREFIX = re.compile(r"[0-9a-f]{8}")
 #: Last use is written at most this often per token: not one database write per request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
@@ -82,8 +84,8 @@ class ApiToken(models.Model):
         constant time, so response timing tells nothing about how much of it matched.
         """
         parts = raw.split("_", 2)
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
-            return None
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not _PREFIX.fullmatch(parts[1]):
+            return None  # not one of ours; nothing odd (a NUL byte...) reaches the database
         token = cls.objects.filter(prefix=parts[1]).first()
         if token is None or not hmac.compare_digest(token.token_hash, hash_token(raw)):
             return None

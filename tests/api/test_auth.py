@@ -95,7 +95,8 @@ def test_it_lets_a_read_token_read(url, method, reader, settings):
 @pytest.mark.parametrize(
     "header",
     ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token jy_abc_def", "Bearer jy_nope_secret",
-     "Bearer not-a-token", "Bearer jy__", "Bearer " + "x" * 5000],
+     "Bearer not-a-token", "Bearer jy__", "Bearer " + "x" * 5000, "Bearer jy_\x00abc_def",
+     "Bearer jy_0123456\x00_secret", "Bearer jy_ABCDEF12_secret"],
 )  # fmt: skip
 def test_it_answers_401_to_a_malformed_or_unknown_token(header, db):
     response = Client(HTTP_AUTHORIZATION=header).get("/api/v1/queues")
