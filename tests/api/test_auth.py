@@ -43,6 +43,13 @@ def request(client: Client, method: str, url: str):
     return client.generic(method, url, b"{}", content_type="application/json")
 
 
+def test_everything_under_api_is_in_the_walked_module():
+    from django.urls import get_resolver
+
+    under_api = [p for p in get_resolver().url_patterns if str(p.pattern).startswith("api")]
+    assert [getattr(p, "urlconf_module", None) for p in under_api] == [urls]
+
+
 def test_it_walks_every_pattern_including_each_row_of_the_design():
     urls_seen = {url for url, _, _ in ENDPOINTS}
     for url in ("/api/admin/jobs/trigger", "/api/admin/jobs/status", "/api/v1/queues",
