@@ -83,7 +83,9 @@ def trigger(request: HttpRequest) -> Any:
         raise ApiError(422, code, f"invalid {name!r} job: {detail}", fields=fields)
     job = enqueue(declared.name, body, **options)
     if job.state is None:
-        # Only an existing id makes enqueue re-read the job; it vanished in between.
+        # Either deferred to an outer transaction's commit (not here: this view is
+        # non-atomic), or the job with this existing id was removed between enqueue's
+        # script and its re-read of the job.
         raise ApiError(409, "job_vanished", f"job {job.id} existed and was removed meanwhile")
     # enqueue() hands back the job it created as built in Python, without reading it back
     # (created_at is unset), and an existing job with that id as re-read from the registry
