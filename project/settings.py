@@ -163,6 +163,18 @@ JOBYARD = {
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
 }
 
+#: The HTTP API (tasks/api). Each open event stream (/api/v1/events) holds one web thread:
+#: it ends after SSE_MAX_SECONDS and the client reconnects with Last-Event-ID, so an idle
+#: client cannot hold a thread forever; a keepalive comment every SSE_KEEPALIVE_SECONDS
+#: finds a client that left (the write fails) before then.
+JOBYARD_API = {
+    "MAX_BODY_BYTES": 1024 * 1024,
+    "SSE_MAX_SECONDS": env.float("JOBYARD_SSE_MAX_SECONDS", default=300.0, validate=Range(min=1)),
+    "SSE_KEEPALIVE_SECONDS": env.float(
+        "JOBYARD_SSE_KEEPALIVE_SECONDS", default=15.0, validate=Range(min=1)
+    ),
+}
+
 # --- Celery (CELERY_ namespace, read by project/celery.py) ----------------------------
 
 CELERY_BROKER_URL = REDIS_URL

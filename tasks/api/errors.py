@@ -1,0 +1,73 @@
+"""The API's errors: JSON `{"error": {"code", "message", ...}}`, never HTML.
+
+Views raise ApiError (or let a Jobyard error through); `error_for` turns either into the
+status that fits, so bad input is always a 4xx and never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
+
+from tasks import (
+    InvalidJobData,
+    InvalidJobOptions,
+    InvalidJobState,
+    JobyardError,
+    UnknownJobType,
+    UnknownQueue,
+)
+from tasks.errors import JobNotFound
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def response(self) -> JsonResponse:
+        return error_response(self.status, self.code, self.message, **self.extra)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="jobyard"'
+    return response
+
+
+def not_found(what: str, message: str) -> ApiError:
+    return ApiError(404, f"{what}_not_found", message)
+
+
+def error_for(exc: Exception) -> ApiError | None:
+    """The ApiError an exception stands for, or None when it is a bug (a 500)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownJobType):
+        return ApiError(400, "unknown_job_type", str(exc), known=exc.known)
+    if isinstance(exc, InvalidJobData):
+        return ApiError(422, "invalid_job_data", str(exc), fields=exc.errors)
+    if isinstance(exc, InvalidJobOptions):
+        fields = [{**e, "field": f"options.{e['field']}"} for e in exc.errors]
+        return ApiError(422, "invalid_job_options", str(exc), fields=fields)
+    if isinstance(exc, UnknownQueue):
+        return ApiError(404, "queue_not_found", str(exc), known=list(settings.JOBYARD_QUEUES))
+    if isinstance(exc, JobNotFound):
+        return not_found("job", str(exc))
+    if isinstance(exc, InvalidJobState):
+        return ApiError(409, "invalid_job_state", str(exc))
+    if isinstance(exc, JobyardError):
+        return ApiError(400, "bad_request", str(exc))
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return ApiError(503, "redis_unavailable", "the job registry (Redis) is unreachable")
+    if isinstance(exc, OperationalError | InterfaceError):
+        return ApiError(503, "database_unavailable", "the database is unreachable")
+    return None

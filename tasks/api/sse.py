@@ -1,0 +1,149 @@
+"""GET /api/v1/events: job events as server-sent events, live.
+
+Each event is one entry of a queue's event stream (tasks.events), sent as
+
+    id: default=1700000000000-0,email=1699999999999-3
+    event: progress
+    data: {"queue": "default", "event": "progress", "jobId": "...", "progress": 50, ...}
+
+The id holds the position reached in every subscribed queue, so a client that reconnects
+with `Last-Event-ID` (browsers' EventSource do it by themselves) misses nothing and sees
+nothing twice, as long as the queue's capped stream still holds what it missed.
+
+What a stream costs: under WSGI it holds one web thread while it is open. It blocks in
+Redis (XREAD), not in a polling loop; it writes a `: keepalive` comment every
+SSE_KEEPALIVE_SECONDS, so a client that left is found at the next write; and it ends after
+SSE_MAX_SECONDS with an `end` event, so an idle client cannot hold a thread forever: the
+client reconnects with Last-Event-ID and carries on. Run gunicorn with threads (the
+Procfile's WEB_THREADS) or gevent; see docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, StreamingHttpResponse
+
+from tasks import Event, Queue
+from tasks.api.base import READ, api_view
+from tasks.api.errors import ApiError, error_for
+from tasks.events import last_event_id, read_events
+
+log = structlog.get_logger("jobyard.api")
+
+#: The longest Redis may block per read: below the client's 10 s socket timeout.
+BLOCK_MS = 5000
+#: What a client waits before reconnecting after the stream ends or breaks.
+RETRY_MS = 1000
+_CURSOR = re.compile(r"^(?P<queue>[A-Za-z0-9_.\-]+)=(?P<id>\d+-\d+)$")
+_JSON_FIELDS = ("progress", "returnvalue")
+_INT_FIELDS = ("delayUntil", "delay", "attemptsMade", "stalledCount")
+
+
+def subscribed_queues(request: HttpRequest) -> list[str]:
+    """`?queue=a,b` or `?queue=a&queue=b`; every queue when absent. 404 for an unknown one."""
+    names = [n.strip() for v in request.GET.getlist("queue") for n in v.split(",") if n.strip()]
+    for name in names:
+        Queue(name)
+    return list(dict.fromkeys(names)) or list(settings.JOBYARD_QUEUES)
+
+
+def parse_cursor(value: str, queues: list[str]) -> dict[str, str]:
+    """Last-Event-ID back into each queue's position; queues it does not name start now."""
+    cursors: dict[str, str] = {}
+    for part in value.split(","):
+        match = _CURSOR.match(part.strip())
+        if not match:
+            raise ApiError(
+                400,
+                "invalid_last_event_id",
+                "Last-Event-ID must be queue=streamId pairs separated by commas, as sent",
+            )
+        cursors[match["queue"]] = match["id"]
+    return {q: cursors.get(q) or last_event_id(q) for q in queues}
+
+
+def format_cursor(cursors: dict[str, str]) -> str:
+    return ",".join(f"{queue}={position}" for queue, position in cursors.items())
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    data: dict[str, Any] = {"queue": event.queue, "event": event.event,
+                            "jobId": event.job_id or None,
+                            "timestamp": int(event.id.split("-")[0])}  # fmt: skip
+    for name, value in event.fields.items():
+        if name in _JSON_FIELDS:
+            try:
+                data[name] = json.loads(value)
+            except ValueError:
+                data[name] = value
+        elif name in _INT_FIELDS and value.lstrip("-").isdigit():
+            data[name] = int(value)
+        else:
+            data[name] = value
+    return data
+
+
+def _message(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    lines = [f"id: {event_id}"] if event_id else []
+    lines += [f"event: {event}", f"data: {json.dumps(data, separators=(',', ':'))}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def stream(cursors: dict[str, str], max_seconds: float, keepalive: float) -> Iterator[str]:
+    """The event stream's text, chunk by chunk, until max_seconds or the client leaves.
+
+    A client that leaves is noticed when a write fails: the server then closes this
+    generator (GeneratorExit at the current yield), which ends it.
+    """
+    started = last_write = time.monotonic()
+    yield f"retry: {RETRY_MS}\n: connected\n\n"
+    try:
+        while (remaining := started + max_seconds - time.monotonic()) > 0:
+            until_keepalive = keepalive - (time.monotonic() - last_write)
+            block_s = max(0.001, min(remaining, until_keepalive, BLOCK_MS / 1000))
+            # Across queues, send in stream-id order: one Redis clock numbers them all.
+            events = sorted(read_events(cursors, block_ms=int(block_s * 1000) or 1),
+                            key=lambda e: tuple(map(int, e.id.split("-"))))  # fmt: skip
+            for event in events:
+                cursors[event.queue] = event.id
+                yield _message(event.event, event_data(event), format_cursor(cursors))
+                last_write = time.monotonic()
+            if time.monotonic() - last_write >= keepalive:
+                yield ": keepalive\n\n"
+                last_write = time.monotonic()
+    except Exception as exc:  # Redis went away mid-stream: say so, the client reconnects
+        api_error = error_for(exc)
+        if api_error is None:
+            log.exception("sse_failed")
+            api_error = ApiError(500, "internal_error", "internal error; see the logs")
+        yield _message("error", {"code": api_error.code, "message": api_error.message})
+        return
+    yield _message("end", {"reason": "max_lifetime", "reconnect": True,
+                           "maxSeconds": max_seconds}, format_cursor(cursors))  # fmt: skip
+
+
+@api_view({"GET": READ})
+def events(request: HttpRequest) -> StreamingHttpResponse:
+    queues = subscribed_queues(request)
+    resume = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
+    # Fixed now, before the response starts: events sent meanwhile are not missed.
+    cursors = parse_cursor(resume, queues) if resume else {q: last_event_id(q) for q in queues}
+    conf = settings.JOBYARD_API
+    if not connection.in_atomic_block:
+        # A stream may stay open for minutes: it needs Redis, not a database connection.
+        connection.close()
+    response = StreamingHttpResponse(
+        stream(cursors, conf["SSE_MAX_SECONDS"], conf["SSE_KEEPALIVE_SECONDS"]),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response

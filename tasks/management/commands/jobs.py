@@ -1,0 +1,352 @@
+"""`manage.py jobs ...`: trigger, inspect and steer jobs from a terminal or a script.
+
+Tables for people, `--json` for scripts. Exit codes: 0 success, 1 the job failed (or did
+not finish in time) or the operation was refused, 2 bad input (the message names the field),
+3 not found. Everything goes through the `tasks` Python API.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from tasks import (
+    InvalidJobData,
+    InvalidJobOptions,
+    InvalidJobState,
+    Job,
+    Queue,
+    UnknownJobType,
+    enqueue,
+    get_job,
+    get_job_type,
+    get_workers,
+)
+from tasks.events import last_event_id, read_events
+from tasks.job import STATES
+from tasks.management.cli import (
+    BAD_INPUT,
+    FAILED,
+    NOT_FOUND,
+    ago,
+    dumps,
+    parse_params,
+    progress_bar,
+    shorten,
+    table,
+    when,
+)
+from tasks.scheduling.service import list_schedules
+
+
+class Command(BaseCommand):
+    help = "Trigger, inspect and steer background jobs (see docs/api.md, 'The CLI')."
+
+    def add_arguments(self, parser) -> None:
+        queues = list(settings.JOBYARD_QUEUES)
+        sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+
+        def command(name: str, text: str, json_flag: bool = True):
+            p = sub.add_parser(name, help=text, description=text)
+            if json_flag:
+                p.add_argument("--json", dest="as_json", action="store_true",
+                               help="machine-readable JSON output")  # fmt: skip
+            return p
+
+        p = command("trigger", "enqueue a job of TYPE (--wait: follow it to the end)")
+        p.add_argument("job_type", metavar="TYPE")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a parameter; the value is read as JSON when it is JSON (12, true, "
+                            "[1,2]), else as a string. Repeatable.")  # fmt: skip
+        p.add_argument("--delay", type=int, metavar="MS", help="start no sooner than MS ms")
+        p.add_argument("--priority", type=int, metavar="N", help="1 (highest) to 10")
+        p.add_argument("--job-id", metavar="ID", help="idempotency: an existing id is kept")
+        p.add_argument("--attempts", type=int, metavar="N")
+        p.add_argument("--wait", action="store_true",
+                       help="wait for the job to finish, with a progress bar on stderr")  # fmt: skip
+        p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                       help="--wait gives up after S seconds (exit 1); default 300")  # fmt: skip
+
+        p = command("status", "counts per queue, or one job's status")
+        p.add_argument("job_id", nargs="?", metavar="JOB_ID")
+        p.add_argument("--queue", choices=queues, help="the job's queue (else every queue)")
+
+        p = command("list", "jobs of one queue or every queue, by state")
+        p.add_argument("--queue", choices=queues)
+        p.add_argument("--state", default=",".join(STATES),
+                       help=f"comma-separated states among {', '.join(STATES)}")  # fmt: skip
+        p.add_argument("--limit", type=int, default=20, help="per queue; default 20")
+
+        p = command("failed", "the dead-letter list: jobs that failed past their attempts")
+        p.add_argument("--queue", choices=queues)
+        p.add_argument("--limit", type=int, default=50, help="per queue; default 50")
+
+        p = command("retry", "retry one failed job, or every failed job (--all)")
+        target = p.add_mutually_exclusive_group(required=True)
+        target.add_argument("job_id", nargs="?", metavar="JOB_ID")
+        target.add_argument("--all", action="store_true", help="every failed job")
+        p.add_argument("--queue", choices=queues)
+
+        p = command("remove", "remove a job (any state but active)")
+        p.add_argument("job_id", metavar="JOB_ID")
+        p.add_argument("--queue", choices=queues)
+
+        p = command("clean", "remove old jobs of one state")
+        p.add_argument("--queue", choices=queues, help="default: every queue")
+        p.add_argument("--state", default="completed",
+                       choices=["completed", "failed", "delayed", "waiting", "paused"])  # fmt: skip
+        p.add_argument("--grace", type=int, default=0, metavar="MS",
+                       help="only jobs older than MS ms (default 0: all of them)")  # fmt: skip
+        p.add_argument("--limit", type=int, default=1000, help="per queue; default 1000")
+
+        for name, text in (("pause", "stop workers starting QUEUE's jobs (jobs are still "
+                                     "accepted)"), ("resume", "start QUEUE again")):  # fmt: skip
+            p = command(name, text)
+            p.add_argument("queue", choices=queues, metavar="QUEUE")
+
+        command("workers", "live workers: host, queues, concurrency, running, heartbeat")
+
+        p = command("schedules", "schedules: key, job type, queue, pattern, next run")
+        p.add_argument("--queue", choices=queues)
+
+        p = command("watch", "a live table of queue counts (Ctrl-C stops)", json_flag=False)
+        p.add_argument("--interval", type=float, default=1.0, metavar="S")
+        p.add_argument("--iterations", type=int, default=0, metavar="N",
+                       help="stop after N redraws (default: until Ctrl-C)")  # fmt: skip
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            getattr(self, "cmd_" + action.replace("-", "_"))(**options)
+        except (InvalidJobData, InvalidJobOptions, UnknownJobType) as exc:
+            raise bad_input(str(exc)) from None
+
+    # --- output ---------------------------------------------------------------------------
+
+    def out(self, as_json: bool, value: Any, text: str) -> None:
+        self.stdout.write(dumps(value) if as_json else text)
+
+    def _find(self, job_id: str, queue: str | None) -> Job:
+        for name in [queue] if queue else settings.JOBYARD_QUEUES:
+            job = get_job(name, job_id)
+            if job is not None:
+                return job
+        where = f" in queue {queue!r}" if queue else ""
+        raise CommandError(f"no job {job_id!r}{where}", returncode=NOT_FOUND)
+
+    def _queues(self, queue: str | None) -> list[str]:
+        return [queue] if queue else list(settings.JOBYARD_QUEUES)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def cmd_trigger(self, job_type: str, param: list[str], delay: int | None,
+                    priority: int | None, job_id: str | None, attempts: int | None,
+                    wait: bool, timeout: float, as_json: bool, **_: Any) -> None:  # fmt: skip
+        try:
+            data = parse_params(param)
+        except ValueError as exc:
+            raise bad_input(str(exc)) from None
+        options = {name: value for name, value in
+                   (("delay", delay), ("priority", priority), ("job_id", job_id),
+                    ("attempts", attempts)) if value is not None}  # fmt: skip
+        queue = get_job_type(job_type).queue
+        # Read the stream's position before sending: no event of the job can be missed.
+        cursor = last_event_id(queue) if wait else None
+        job = enqueue(job_type, data, **options)
+        created = job.created_at is None  # see tasks/api/views.py: trigger
+        reply = {"jobId": job.id, "queue": job.queue, "state": job.state, "created": created}
+        if not wait:
+            note = "" if created else " (existing job: nothing new created)"
+            self.out(as_json, reply, f"{job.id}  {job.queue}  {job.state}{note}")
+            return
+        outcome, value = self._follow(job, cursor, timeout)
+        reply.update({"state": outcome, "result" if outcome == "completed" else "error": value})
+        if outcome == "completed":
+            self.out(as_json, reply, dumps(value))
+            return
+        if as_json:
+            self.stdout.write(dumps(reply))
+        raise CommandError(f"job {job.id} {outcome}: {value}", returncode=FAILED)
+
+    def _follow(self, job: Job, cursor: str, timeout: float) -> tuple[str, Any]:
+        """Follow the job's events to its end: ('completed', returnvalue) or
+        ('failed' | 'removed' | 'timed out', reason). Progress goes to stderr as a bar."""
+        import json
+
+        current = get_job(job.queue, job.id)
+        if current is not None and current.state in ("completed", "failed"):
+            if current.state == "completed":
+                return "completed", current.returnvalue
+            return "failed", current.failed_reason
+        tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        deadline = time.monotonic() + timeout
+        shown = False
+        while (remaining := deadline - time.monotonic()) > 0:
+            for event in read_events({job.queue: cursor}, int(min(remaining, 5) * 1000) or 1):
+                cursor = event.id
+                if event.job_id != job.id:
+                    continue
+                if event.event == "progress":
+                    bar = progress_bar(json.loads(event.fields["progress"]))
+                    self.stderr.write(("\r" + bar) if tty else bar, ending="" if tty else "\n")
+                    self.stderr.flush()
+                    shown = True
+                elif event.event in ("completed", "failed", "removed"):
+                    if shown and tty:
+                        self.stderr.write("")
+                    if event.event == "completed":
+                        return "completed", json.loads(event.fields["returnvalue"])
+                    if event.event == "failed":
+                        return "failed", event.fields.get("failedReason", "")
+                    return "removed", "the job was removed"
+                elif event.event == "retrying":
+                    self.stderr.write(f"attempt {event.fields.get('attemptsMade')} failed: "
+                                      f"{event.fields.get('failedReason', '')}; retrying")  # fmt: skip
+        return "timed out", f"not finished within {timeout:g} s"
+
+    def cmd_status(self, job_id: str | None, queue: str | None, as_json: bool, **_: Any) -> None:
+        if job_id:
+            job = self._find(job_id, queue)
+            d = job.to_dict()
+            ts = d["timestamps"]
+            lines = [
+                f"job        {job.id}",
+                f"type       {job.name}",
+                f"queue      {job.queue}",
+                f"state      {job.state}",
+                f"progress   {progress_bar(job.progress)}",
+                f"attempts   {job.attempts_made} of {job.attempts}",
+                f"data       {dumps(job.data)}",
+                f"created    {when(ts['createdAt'])}",
+                f"started    {when(ts['processedOn'])}",
+                f"finished   {when(ts['finishedOn'])}",
+            ]
+            if job.delay_until:
+                lines.append(f"due        {when(job.delay_until)}")
+            if job.failed_reason:
+                lines.append(f"reason     {job.failed_reason}")
+            if job.state == "completed":
+                lines.append(f"result     {dumps(job.returnvalue)}")
+            self.out(as_json, d, "\n".join(lines))
+            return
+        counts = {name: Queue(name).counts() for name in self._queues(queue)}
+        self.out(as_json, counts, _counts_table(counts))
+
+    def cmd_list(self, queue: str | None, state: str, limit: int, as_json: bool,
+                 **_: Any) -> None:  # fmt: skip
+        states = [s.strip() for s in state.split(",") if s.strip()]
+        unknown = [s for s in states if s not in STATES]
+        if unknown or not states:
+            raise bad_input(f"--state: {', '.join(unknown) or '(none)'}: states are "
+                            f"{', '.join(STATES)}")  # fmt: skip
+        if limit < 1:
+            raise bad_input("--limit must be at least 1")
+        jobs = [j for name in self._queues(queue)
+                for j in Queue(name).get_jobs(states, 0, limit - 1)]  # fmt: skip
+        rows = [[j.id, j.name, j.queue, j.state, f"{j.attempts_made}/{j.attempts}",
+                 when(j.created_at), when(j.finished_on)] for j in jobs]  # fmt: skip
+        self.out(as_json, [j.to_dict() for j in jobs],
+                 table(["id", "type", "queue", "state", "attempts", "created", "finished"],
+                       rows) if rows else "no jobs")  # fmt: skip
+
+    def cmd_failed(self, queue: str | None, limit: int, as_json: bool, **_: Any) -> None:
+        if limit < 1:
+            raise bad_input("--limit must be at least 1")
+        jobs = [j for name in self._queues(queue) for j in Queue(name).get_failed(0, limit - 1)]
+        rows = [[j.id, j.name, j.queue, j.attempts_made, when(j.finished_on),
+                 shorten(j.failed_reason)] for j in jobs]  # fmt: skip
+        self.out(as_json, [j.to_dict() for j in jobs],
+                 table(["id", "type", "queue", "attempts", "failed at", "reason"], rows)
+                 if rows else "no failed jobs")  # fmt: skip
+
+    def cmd_retry(self, job_id: str | None, all: bool, queue: str | None, as_json: bool,
+                  **_: Any) -> None:  # fmt: skip
+        if all:
+            retried = {name: Queue(name).retry_failed() for name in self._queues(queue)}
+            total = sum(retried.values())
+            self.out(as_json, {"retried": retried, "total": total},
+                     f"retried {total} failed job(s)")  # fmt: skip
+            return
+        job = self._find(job_id, queue)
+        try:
+            job.retry()
+        except InvalidJobState as exc:
+            raise CommandError(str(exc), returncode=FAILED) from None
+        self.out(as_json, job.to_dict(), f"{job.id}  {job.queue}  {job.state}")
+
+    def cmd_remove(self, job_id: str, queue: str | None, as_json: bool, **_: Any) -> None:
+        job = self._find(job_id, queue)
+        try:
+            job.remove()
+        except InvalidJobState as exc:
+            if get_job(job.queue, job.id) is None:
+                raise CommandError(str(exc), returncode=NOT_FOUND) from None
+            raise CommandError(str(exc), returncode=FAILED) from None
+        self.out(as_json, {"jobId": job_id, "queue": job.queue, "removed": True},
+                 f"removed {job_id} from {job.queue}")  # fmt: skip
+
+    def cmd_clean(self, queue: str | None, state: str, grace: int, limit: int, as_json: bool,
+                  **_: Any) -> None:  # fmt: skip
+        if grace < 0 or limit < 1:
+            raise bad_input("--grace must be >= 0 and --limit >= 1")
+        removed = {name: Queue(name).clean(grace, limit, state) for name in self._queues(queue)}
+        total = sum(len(ids) for ids in removed.values())
+        self.out(as_json, {"state": state, "removed": removed, "total": total},
+                 f"removed {total} {state} job(s)")  # fmt: skip
+
+    def cmd_pause(self, queue: str, as_json: bool, **_: Any) -> None:
+        Queue(queue).pause()
+        self.out(as_json, {"queue": queue, "paused": True}, f"paused {queue}")
+
+    def cmd_resume(self, queue: str, as_json: bool, **_: Any) -> None:
+        sent = Queue(queue).resume()
+        self.out(as_json, {"queue": queue, "paused": False, "resumed": sent},
+                 f"resumed {queue}: {sent} parked job(s) sent")  # fmt: skip
+
+    def cmd_workers(self, as_json: bool, **_: Any) -> None:
+        found = get_workers()
+        rows = [[w["name"], w["host"], ",".join(w["queues"]), w["concurrency"], w["running"],
+                 ",".join(w["paused"]), ago(w["lastHeartbeat"])] for w in found]  # fmt: skip
+        self.out(as_json, found,
+                 table(["name", "host", "queues", "concurrency", "running", "paused",
+                        "heartbeat"], rows) if rows else "no live workers")  # fmt: skip
+
+    def cmd_schedules(self, queue: str | None, as_json: bool, **_: Any) -> None:
+        found = list_schedules(queue)
+        rows = [[s["key"], s["jobType"], s["queue"], s["pattern"], s["next"] or "-",
+                 "" if s["enabled"] else "disabled"] for s in found]  # fmt: skip
+        self.out(as_json, found,
+                 table(["key", "job type", "queue", "pattern", "next run", ""], rows)
+                 if rows else "no schedules")  # fmt: skip
+
+    def cmd_watch(self, interval: float, iterations: int, **_: Any) -> None:
+        tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
+        drawn = 0
+        try:
+            while True:
+                counts = {name: Queue(name).counts() for name in settings.JOBYARD_QUEUES}
+                stamp = time.strftime("%H:%M:%S")
+                screen = f"jobs watch  {stamp}  (Ctrl-C stops)\n{_counts_table(counts)}\n"
+                # A terminal gets the table redrawn in place; a pipe gets one per tick.
+                self.stdout.write(("\x1b[H\x1b[2J" + screen) if tty else screen)
+                self.stdout.flush()
+                drawn += 1
+                if iterations and drawn >= iterations:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def bad_input(message: str) -> CommandError:
+    return CommandError(message, returncode=BAD_INPUT)
+
+
+def _counts_table(counts: dict[str, dict[str, int]]) -> str:
+    rows = [[name, *(c[s] for s in STATES)] for name, c in counts.items()]
+    if len(rows) > 1:
+        rows.append(["total", *(sum(c[s] for c in counts.values()) for s in STATES)])
+    return table(["queue", *STATES], rows)
