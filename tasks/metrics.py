@@ -2,7 +2,8 @@
 
 Counters live in one Redis hash per queue and minute (completed, failed, retried, and the
 summed processing ms), written by the same scripts that change job states; timings come
-from the last 1,000 samples per queue. Reading one queue's metrics is one round trip.
+from the last 1,000 samples per queue. Reading the metrics of every queue is one script
+call (tasks/lua/metrics.lua), which returns compact rows rather than 62 replies a queue.
 """
 
 from __future__ import annotations
@@ -19,38 +20,28 @@ from tasks.connection import get_redis
 WINDOW_MINUTES = 60
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+def _timing(raw: list) -> dict[str, float | None]:
+    mean, p95, n = raw
+    return {
+        "mean": round(float(mean), 3) if n else None,
+        "p95": float(p95) if n else None,
+        "samples": int(n),
+    }
 
 
-def _timing(samples: list[bytes]) -> dict[str, float | None]:
-    values = [float(v) for v in samples]
-    mean = round(sum(values) / len(values), 3) if values else None
-    return {"mean": mean, "p95": _percentile(values, 0.95), "samples": len(values)}
+def _series(raw: bytes) -> list[int]:
+    return [int(v) for v in raw.split(b",")]
 
 
-def queue_metrics(queue: str, workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    from tasks.queue import Queue
-
-    now = time.time()
+def _queue_figures(
+    queue: str, row: list, workers: list[dict[str, Any]], now: float
+) -> dict[str, Any]:
+    wait, active, completed, failed, delayed, paused, c, f, r, durations, waits = row
     minute = int(now // 60)
-    pipe = get_redis().pipeline(transaction=False)
-    for m in range(minute - WINDOW_MINUTES + 1, minute + 1):
-        pipe.hgetall(scripts.stats_key(queue, m))
-    pipe.lrange(scripts.state_key(queue, "durations"), 0, -1)
-    pipe.lrange(scripts.state_key(queue, "waits"), 0, -1)
-    *buckets, durations, waits = pipe.execute()
+    first = minute - WINDOW_MINUTES + 1
     series = [
-        {
-            "minute": (minute - WINDOW_MINUTES + 1 + i) * 60,
-            "completed": int(b.get(b"completed", 0)),
-            "failed": int(b.get(b"failed", 0)),
-            "retried": int(b.get(b"retried", 0)),
-        }
-        for i, b in enumerate(buckets)
+        {"minute": (first + i) * 60, "completed": done, "failed": bad, "retried": again}
+        for i, (done, bad, again) in enumerate(zip(_series(c), _series(f), _series(r), strict=True))
     ]
     # Trailing 60 s: this minute so far plus the unexpired part of the previous one.
     elapsed = (now % 60) / 60
@@ -62,30 +53,46 @@ def queue_metrics(queue: str, workers: list[dict[str, Any]] | None = None) -> di
     completed_hour = sum(s["completed"] for s in series)
     failed_hour = sum(s["failed"] for s in series)
     finished_hour = completed_hour + failed_hour
-    workers = [
-        w for w in (workers if workers is not None else get_workers()) if queue in w["queues"]
-    ]
-    capacity = sum(w["concurrency"] for w in workers)
-    running = sum(w["running"] for w in workers)
+    mine = [w for w in workers if queue in w["queues"]]
+    capacity = sum(w["concurrency"] for w in mine)
+    running = sum(w["running"] for w in mine)
     return {
         "queue": queue,
-        "paused": Queue(queue).is_paused(),
-        "counts": Queue(queue).counts(),
+        "paused": bool(paused),
+        "counts": {
+            "waiting": 0 if paused else wait,
+            "active": active,
+            "completed": completed,
+            "failed": failed,
+            "delayed": delayed,
+            "paused": wait if paused else 0,
+        },  # fmt: skip
         "completedPerMinute": per_minute("completed"),
         "failedPerMinute": per_minute("failed"),
         "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),
         "failureRate": round(failed_hour / finished_hour, 4) if finished_hour else 0.0,
         "processingMs": _timing(durations),
         "waitingMs": _timing(waits),
-        "workers": len(workers),
+        "workers": len(mine),
         "utilization": round(running / capacity, 4) if capacity else None,
         "lastHour": series,
     }
 
 
+def _metrics(queues: list[str], workers: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """One script call for all `queues` (counts, the hour's series, timing summaries)."""
+    now = time.time()
+    rows = scripts.run("metrics", int(now // 60), WINDOW_MINUTES, *queues)
+    workers = workers if workers is not None else get_workers()
+    return {q: _queue_figures(q, row, workers, now) for q, row in zip(queues, rows, strict=True)}
+
+
+def queue_metrics(queue: str, workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return _metrics([queue], workers)[queue]
+
+
 def all_queue_metrics() -> dict[str, dict[str, Any]]:
-    workers = get_workers()
-    return {queue: queue_metrics(queue, workers) for queue in settings.JOBYARD_QUEUES}
+    return _metrics(list(settings.JOBYARD_QUEUES), None)
 
 
 def get_workers() -> list[dict[str, Any]]:
