@@ -50,6 +50,8 @@ def configure_logging(fmt: str, level: str) -> None:
     )
     structlog.configure(
         processors=[
+            # First: a line below the level costs one check, not the whole chain.
+            structlog.stdlib.filter_by_level,
             *_SHARED,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import uuid
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -62,6 +63,12 @@ def worker_name(hostname: str | None) -> str:
     return f"{hostname or socket.gethostname()}:{os.getpid()}"
 
 
+@lru_cache(maxsize=1024)
+def _parse_opts(raw: bytes) -> JobOptions:
+    """Stored options, parsed once per distinct value: jobs of one type mostly share one."""
+    return JobOptions.model_validate_json(raw)
+
+
 def retry_delay(job_opts: JobOptions, attempts_made: int, permanent: bool) -> int:
     """Milliseconds until the next attempt, or -1 when the job has failed for good.
 
@@ -97,7 +104,7 @@ def execute(declared: JobType, job_id: str, worker: str) -> str:
         log.debug("job_not_claimed", job_id=job_id, queue=queue, outcome=outcome, state=detail)
         return outcome
     _, _name, data, opts, attempts_made, _attempts, created = claim
-    job_opts = JobOptions.model_validate_json(opts)
+    job_opts = _parse_opts(opts)
     job = Job(
         queue=queue, id=job_id, name=declared.name, data=json.loads(data),
         opts=json.loads(opts), state="active", attempts_made=int(attempts_made),
