@@ -19,6 +19,19 @@ _SETS = {"waiting": "wait", "paused": "wait", "delayed": "delayed", "active": "a
 _NEWEST_FIRST = ("completed", "failed")
 
 
+def counts_by_state(waiting: int, active: int, completed: int, failed: int, delayed: int,
+                    paused: int | bool) -> dict[str, int]:  # fmt: skip
+    """The six counts; a paused queue's waiting jobs count as paused (its `wait` set holds both)."""
+    return {
+        "waiting": 0 if paused else waiting,
+        "active": active,
+        "completed": completed,
+        "failed": failed,
+        "delayed": delayed,
+        "paused": waiting if paused else 0,
+    }
+
+
 class Queue:
     def __init__(self, name: str) -> None:
         self.name = check_queue(name)
@@ -35,15 +48,7 @@ class Queue:
         for name in ("wait", "active", "completed", "failed", "delayed"):
             pipe.zcard(scripts.state_key(self.name, name))
         pipe.exists(scripts.state_key(self.name, "paused"))
-        waiting, active, completed, failed, delayed, paused = pipe.execute()
-        return {
-            "waiting": 0 if paused else waiting,
-            "active": active,
-            "completed": completed,
-            "failed": failed,
-            "delayed": delayed,
-            "paused": waiting if paused else 0,
-        }
+        return counts_by_state(*pipe.execute())
 
     def is_paused(self) -> bool:
         return bool(get_redis().exists(scripts.state_key(self.name, "paused")))
