@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -10,3 +10,10 @@ app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Job types live in each app's jobs.py (not tasks.py: `tasks` is the platform package).
 app.autodiscover_tasks(related_name="jobs")
+
+
+@signals.setup_logging.connect
+def _keep_project_logging(**kwargs) -> None:
+    """Logging is configured from LOG_FORMAT and LOG_LEVEL (project/logging.py). With a
+    receiver here Celery leaves it alone; without one it resets the root logger to the
+    worker's -l level (WARNING by default), silently dropping job_start and job_complete."""

@@ -30,13 +30,15 @@ class WorkerProcess:
     """`celery -A project worker` as a child process, stopped by its pid."""
 
     def __init__(self, queues: list[str], concurrency: int = 2, pool: str = "prefork",
-                 env: dict[str, str] | None = None, output: Path | None = None) -> None:  # fmt: skip
+                 env: dict[str, str] | None = None, output: Path | None = None,
+                 loglevel: str | None = "INFO") -> None:  # fmt: skip
         self.name = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
         self.queues = queues
         self.concurrency = concurrency
         self.pool = pool
         self.extra_env = env or {}
         self.output = output
+        self.loglevel = loglevel
         self.process: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> WorkerProcess:
@@ -50,7 +52,8 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", "worker", "-n", self.name,
              "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
-             "--without-gossip", "--without-mingle", "-l", "INFO"],
+             "--without-gossip", "--without-mingle",
+             *(["-l", self.loglevel] if self.loglevel else [])],
             cwd=BASE_DIR, env=env, start_new_session=True,
             stdout=self.output.open("ab") if self.output else None,
             stderr=subprocess.STDOUT if self.output else None,
@@ -156,8 +159,8 @@ def start_worker(django_db_setup) -> Iterator:
 
     def start(queues: list[str], concurrency: int = 2, pool: str = "prefork",
               env: dict[str, str] | None = None, wait: bool = True,
-              output: Path | None = None) -> WorkerProcess:  # fmt: skip
-        proc = WorkerProcess(queues, concurrency, pool, env, output)
+              output: Path | None = None, loglevel: str | None = "INFO") -> WorkerProcess:  # fmt: skip
+        proc = WorkerProcess(queues, concurrency, pool, env, output, loglevel)
         started.append(proc)
         return proc.start(wait=wait)
 

@@ -92,7 +92,13 @@ def test_a_priority_1_job_overtakes_a_backlog_of_normal_ones(start_worker):
 
 def test_it_logs_job_start_complete_and_failure_as_structured_lines(start_worker, tmp_path):
     log = tmp_path / "worker.log"
-    start_worker(["notifications"], env={"LOG_FORMAT": "json"}, output=log)
+    # No -l, as the Procfile starts workers: LOG_LEVEL decides, not Celery's default.
+    start_worker(
+        ["notifications"],
+        env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
+        output=log,
+        loglevel=None,
+    )
     ok = enqueue("t-echo.notifications", {"value": 1})
     bad = enqueue("t-permanent.notifications", {})
     ok.wait_until_finished(timeout=30)
