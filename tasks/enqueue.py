@@ -28,6 +28,10 @@ from tasks.registry import dumps, get_job_type
 BULK_CHUNK = 500
 
 
+#: What enqueue.lua answers per job it created: the state it is in.
+_CREATED_AS = {1: "waiting", 2: "paused", 3: "delayed"}
+
+
 @dataclass(frozen=True)
 class _Prepared:
     job: Job
@@ -64,7 +68,7 @@ def _settle(prepared: Sequence[_Prepared], created: Sequence[int]) -> list[Job]:
     for p, was_created in zip(prepared, created, strict=True):
         if was_created:
             job = p.job
-            job.state = "delayed" if p.args[6] > 0 else "waiting"
+            job.state = _CREATED_AS[was_created]
         else:  # the id existed: hand back that job, untouched
             job = get_job(p.job.queue, p.job.id) or p.job
         jobs.append(job)

@@ -70,6 +70,7 @@ def test_pause_stops_every_worker_survives_restarts_and_resume_continues(start_w
         worker.stop()
     start_worker(["webhooks"])
     late = enqueue("t-record.webhooks", {"key": k})  # a paused queue still accepts jobs
+    assert late.state == "paused"  # as enqueue reports it, and as it reads back
     ran = runs(k)
     time.sleep(1.5)
     assert runs(k) == ran and queue.is_paused()

@@ -92,10 +92,8 @@ def trigger(request: HttpRequest) -> Any:
     # (created_at set): see tasks.enqueue._settle. That tells the two apart without a second
     # read, and it is race-free: the enqueue script itself decided which it was.
     created = job.created_at is None
-    state = job.state
-    if created and state == "waiting" and Queue(job.queue).is_paused():
-        state = "paused"  # a paused queue accepts jobs; they wait for resume
-    reply = {"jobId": job.id, "queue": job.queue, "state": state, "created": created}
+    # A paused queue accepts jobs: enqueue reports them `paused` until resume.
+    reply = {"jobId": job.id, "queue": job.queue, "state": job.state, "created": created}
     if created:
         return reply, 202
     return {**reply, "job": job.to_dict()}, 200
