@@ -18,18 +18,16 @@ import http.client
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from project.localdev import PostgresServer, RedisServer, free_port
+from project.localdev import free_port, private_services
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "api_status.json"
@@ -136,74 +134,66 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON file")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="jobyard-bench-api-"))
-    os.chmod(tmp, 0o755)  # the postgres user must reach its data folder inside
-    redis_server = RedisServer(free_port(), tmp / "redis")
-    postgres = PostgresServer(free_port(), tmp / "postgres", durable=False)
     gunicorn: subprocess.Popen | None = None
-    try:
-        redis_server.start()
-        postgres.start()
-        env = {**os.environ, "DATABASE_URL": postgres.url(), "REDIS_URL": redis_server.url,
-               "DJANGO_SETTINGS_MODULE": "project.settings", "DEBUG": "false",
-               "SECRET_KEY": "bench-only-secret-key-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-               "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}  # fmt: skip
-        os.environ.update(env)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                       check=True)  # fmt: skip
-        token = subprocess.run(
-            [sys.executable, "manage.py", "api_token", "create", "bench", "--scope", "read"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
+    with private_services("jobyard-bench-api-") as (redis_server, postgres, _):
+        try:
+            env = {**os.environ, "DATABASE_URL": postgres.url(), "REDIS_URL": redis_server.url,
+                   "DJANGO_SETTINGS_MODULE": "project.settings", "DEBUG": "false",
+                   "SECRET_KEY": "bench-only-secret-key-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
+                   "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}  # fmt: skip
+            os.environ.update(env)
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
+                           check=True)  # fmt: skip
+            token = subprocess.run(
+                [sys.executable, "manage.py", "api_token", "create", "bench", "--scope", "read"],
+                cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+            ).stdout.strip()  # fmt: skip
 
-        import django
+            import django
 
-        django.setup()
-        from tasks import Queue
+            django.setup()
+            from tasks import Queue
 
-        log(f"filling the registry with {args.jobs:,} waiting jobs")
-        fill_s = fill(args.jobs)
-        counts = Queue("default").counts()
-        from tasks.connection import get_redis
+            log(f"filling the registry with {args.jobs:,} waiting jobs")
+            fill_s = fill(args.jobs)
+            counts = Queue("default").counts()
+            from tasks.connection import get_redis
 
-        redis_mb = get_redis().info("memory")["used_memory"] / 2**20
-        log(f"  done in {fill_s:.0f} s; default: {counts}; Redis {redis_mb:,.0f} MiB")
+            redis_mb = get_redis().info("memory")["used_memory"] / 2**20
+            log(f"  done in {fill_s:.0f} s; default: {counts}; Redis {redis_mb:,.0f} MiB")
 
-        port = free_port()
-        gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.web_workers), "--threads", str(args.web_threads)],
-            cwd=ROOT, env=env, start_new_session=True,
-        )  # fmt: skip
-        wait_listening(port)
-        results: dict[str, dict[str, Any]] = {}
-        for clients in [int(c) for c in args.clients.split(",")]:
-            for path in ENDPOINTS:
-                figures = measure(port, path, token, args.requests, clients)
-                results.setdefault(path, {})[f"{clients}_clients"] = figures
-                log(f"  {path:<40} {clients} client(s): p50 {figures['p50_ms']} ms, "
-                    f"p99 {figures['p99_ms']} ms, {figures['per_s']}/s")  # fmt: skip
-        out = {"machine": machine(), "jobs": args.jobs, "fill_s": round(fill_s, 1),
-               "redis_used_mib": round(redis_mb), "counts": counts,
-               "gunicorn": {"workers": args.web_workers, "threads": args.web_threads},
-               "requests_per_client": args.requests, "results": results,
-               "date": time.strftime("%Y-%m-%d")}  # fmt: skip
-        print(markdown(out))
-        if not args.no_write:
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-            log(f"wrote {RESULTS.relative_to(ROOT)}")
-    finally:
-        if gunicorn is not None and gunicorn.poll() is None:
-            gunicorn.send_signal(signal.SIGTERM)
-            try:
-                gunicorn.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(gunicorn.pid, signal.SIGKILL)
-                gunicorn.wait()
-        redis_server.stop()
-        postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+            port = free_port()
+            gunicorn = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(args.web_workers), "--threads", str(args.web_threads)],
+                cwd=ROOT, env=env, start_new_session=True,
+            )  # fmt: skip
+            wait_listening(port)
+            results: dict[str, dict[str, Any]] = {}
+            for clients in [int(c) for c in args.clients.split(",")]:
+                for path in ENDPOINTS:
+                    figures = measure(port, path, token, args.requests, clients)
+                    results.setdefault(path, {})[f"{clients}_clients"] = figures
+                    log(f"  {path:<40} {clients} client(s): p50 {figures['p50_ms']} ms, "
+                        f"p99 {figures['p99_ms']} ms, {figures['per_s']}/s")  # fmt: skip
+            out = {"machine": machine(), "jobs": args.jobs, "fill_s": round(fill_s, 1),
+                   "redis_used_mib": round(redis_mb), "counts": counts,
+                   "gunicorn": {"workers": args.web_workers, "threads": args.web_threads},
+                   "requests_per_client": args.requests, "results": results,
+                   "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+            print(markdown(out))
+            if not args.no_write:
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+                log(f"wrote {RESULTS.relative_to(ROOT)}")
+        finally:  # gunicorn first: the servers stop after it
+            if gunicorn is not None and gunicorn.poll() is None:
+                gunicorn.send_signal(signal.SIGTERM)
+                try:
+                    gunicorn.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(gunicorn.pid, signal.SIGKILL)
+                    gunicorn.wait()
 
 
 def markdown(out: dict[str, Any]) -> str:

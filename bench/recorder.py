@@ -14,36 +14,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from project.localdev import PostgresServer, RedisServer, free_port, services  # noqa: E402
+from project.localdev import private_services  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20_000)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="jobyard-bench-recorder-"))
-    os.chmod(tmp, 0o755)  # the postgres user must reach its data folder inside
-    redis = RedisServer(free_port(), tmp / "redis")
-    postgres = PostgresServer(free_port(), tmp / "postgres", durable=False)
-    try:
-        with services(redis, postgres):
-            os.environ.update(
-                DATABASE_URL=postgres.url(), REDIS_URL=redis.url, LOG_LEVEL="WARNING",
-                DJANGO_SETTINGS_MODULE="project.settings", DEBUG="true",
-                JOBYARD_EVENTS_MAXLEN=str(args.jobs * 2),
-            )  # fmt: skip
-            run(args.jobs)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with private_services("jobyard-bench-recorder-") as (redis, postgres, _):
+        os.environ.update(
+            DATABASE_URL=postgres.url(), REDIS_URL=redis.url, LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="project.settings", DEBUG="true",
+            JOBYARD_EVENTS_MAXLEN=str(args.jobs * 2),
+        )  # fmt: skip
+        run(args.jobs)
 
 
 def drain() -> tuple[int, float]:

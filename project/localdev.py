@@ -201,33 +201,39 @@ def services(redis: RedisServer, postgres: PostgresServer) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_tests(pytest_args: list[str]) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="jobyard-test-"))
+@contextlib.contextmanager
+def private_services(prefix: str) -> Iterator[tuple[RedisServer, PostgresServer, Path]]:
+    """A Redis and a PostgreSQL of their own on free ports, with their data in a fresh
+    temporary folder that goes with them (the test command and the benchmarks)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(tmp, 0o755)  # the postgres user must reach its data folder inside
     redis = RedisServer(free_port(), tmp / "redis")
     postgres = PostgresServer(free_port(), tmp / "postgres", durable=False)
     try:
         with services(redis, postgres):
-            env = _child_env(
-                DATABASE_URL=postgres.url(),
-                REDIS_URL=redis.url,
-                JOBYARD_TEST_TMP=str(tmp),
-                # Importing `project` here set project.settings; the tests add their job types.
-                DJANGO_SETTINGS_MODULE="tests.settings",
-                DEBUG="true",
-                LOG_FORMAT="console",
-            )
-            code = subprocess.call(
-                [sys.executable, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR
-            )
-            if code == 5:
-                print(
-                    "bin/test: pytest collected no tests; that is a failure here", file=sys.stderr
-                )
-                code = 1
-            return code
+            yield redis, postgres, tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    with private_services("jobyard-test-") as (redis, postgres, tmp):
+        env = _child_env(
+            DATABASE_URL=postgres.url(),
+            REDIS_URL=redis.url,
+            JOBYARD_TEST_TMP=str(tmp),
+            # Importing `project` here set project.settings; the tests add their job types.
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            DEBUG="true",
+            LOG_FORMAT="console",
+        )
+        code = subprocess.call(
+            [sys.executable, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR
+        )
+        if code == 5:
+            print("bin/test: pytest collected no tests; that is a failure here", file=sys.stderr)
+            code = 1
+        return code
 
 
 def _child_env(**overrides: str) -> dict[str, str]:
