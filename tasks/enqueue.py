@@ -20,7 +20,7 @@ from tasks import scripts
 from tasks.connection import get_redis
 from tasks.errors import InvalidJobOptions
 from tasks.job import Job, get_job
-from tasks.options import JobOptions, parse_options
+from tasks.options import parse_options
 from tasks.registry import dumps, get_job_type
 
 #: Jobs per script call in enqueue_bulk: large enough to amortise the round trip, small
@@ -146,4 +146,4 @@ def adopt(name: str, job_id: str, data: dict[str, Any]) -> None:
     _write(prepared.job.queue, [prepared], publish=False)
 
 
-__all__ = ["JobOptions", "adopt", "enqueue", "enqueue_bulk"]
+__all__ = ["adopt", "enqueue", "enqueue_bulk"]

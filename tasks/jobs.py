@@ -15,7 +15,7 @@ from tasks.job import Job
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type
 from tasks.scheduling.defaults import default_schedule
-from tasks.scheduling.patterns import parse_pattern
+from tasks.scheduling.patterns import parse_pattern, split_pattern
 from tasks.scheduling.service import install_schedule
 
 
@@ -93,14 +93,7 @@ def schedule_recurring(job: Job, key: str, target: str, pattern: str,
     """Install a schedule through the job system (the trigger API, the CLI, the admin)."""
     from tasks.scheduling.service import next_run
 
-    text = pattern.strip()
-    spec: dict[str, Any] = {}
-    if text.startswith("every "):
-        spec["every"] = text
-    elif text.startswith("at "):
-        spec["at"] = text[3:].strip()
-    else:
-        spec["cron"] = text
+    spec = split_pattern(pattern)
     try:
         task, created = install_schedule(key, target, params, timezone_name=timezone,
                                          options=options, misfire=misfire, **spec)  # fmt: skip

@@ -179,11 +179,22 @@ def parse_at(value: str | datetime) -> Once:
     return Once(value.astimezone(UTC))
 
 
-def parse_pattern(text: str, tz: str, anchor: datetime) -> Pattern:
-    """What `schedule-recurring` and the CLI accept: a cron, `every 30s`, or `at <ISO time>`."""
+def split_pattern(text: str) -> dict[str, str]:
+    """The one-string form `schedule-recurring` takes, as install_schedule's keyword:
+    `every 30s` -> every, `at <ISO time>` -> at, anything else -> cron."""
     text = text.strip()
     if text.startswith("every "):
-        return parse_every(text, anchor)
+        return {"every": text}
     if text.startswith("at "):
-        return parse_at(text[3:].strip())
-    return parse_cron(text, tz)
+        return {"at": text[3:].strip()}
+    return {"cron": text}
+
+
+def parse_pattern(text: str, tz: str, anchor: datetime) -> Pattern:
+    """Parse the one-string form (see split_pattern)."""
+    ((kind, value),) = split_pattern(text).items()
+    if kind == "every":
+        return parse_every(value, anchor)
+    if kind == "at":
+        return parse_at(value)
+    return parse_cron(value, tz)
