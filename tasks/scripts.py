@@ -34,8 +34,9 @@ def _script(name: str, client_id: int) -> Script:
 
 def run(name: str, *args: Any, client: Any = None) -> Any:
     """Run script `name` with ARGV = (key prefix, *args); `client` may be a pipeline."""
-    script = _script(name, id(get_redis()))
-    return script(keys=[], args=[prefix(), *args], client=client or get_redis())
+    redis_client = get_redis()
+    script = _script(name, id(redis_client))
+    return script(keys=[], args=[prefix(), *args], client=client or redis_client)
 
 
 def prefix() -> str:

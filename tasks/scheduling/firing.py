@@ -49,13 +49,18 @@ def fire_due(now: datetime | None = None) -> float:
     )
     for task in tasks:
         extra = getattr(task, "jobyard", None)
-        seen = fingerprint(task)
         if extra is None:
             # Created in the admin without Jobyard's row: start from now, no backfill.
             extra, _ = JobSchedule.objects.get_or_create(
-                periodic_task=task, defaults={"anchor": now, "last_tick": now, "fingerprint": seen}
+                periodic_task=task,
+                defaults={"anchor": now, "last_tick": now, "fingerprint": fingerprint(task)},
             )
             task.jobyard = extra
+        try:
+            pattern, problem = plan_for(task), None
+        except JobyardError as exc:
+            pattern, problem = None, str(exc)
+        seen = fingerprint(task, pattern, problem)
         if extra.fingerprint != seen:
             # Edited since the last step: restart from now instead of firing a past run.
             JobSchedule.objects.filter(pk=task.pk).update(
@@ -63,10 +68,8 @@ def fire_due(now: datetime | None = None) -> float:
             )
             log.info("schedule_changed", key=task.name, pattern=seen)
             continue
-        try:
-            pattern = plan_for(task)
-        except JobyardError as exc:
-            _record_error(extra, str(exc))
+        if pattern is None:
+            _record_error(extra, problem)
             continue
         due = pattern.latest_at_or_before(now)
         if due is not None and (extra.last_tick is None or due > extra.last_tick):

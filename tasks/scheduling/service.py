@@ -77,12 +77,19 @@ def plan_for(task: Any) -> Pattern:
     raise InvalidSchedule("pattern", "solar schedules are not supported; use a cron pattern")
 
 
-def fingerprint(task: Any) -> str:
-    """Changes whenever the pattern does: an edited schedule starts afresh, not backfilled."""
-    try:
-        return str(plan_for(task)) + (f" {task.crontab.timezone}" if task.crontab_id else "")
-    except InvalidSchedule as exc:
-        return f"invalid: {exc}"
+def fingerprint(task: Any, pattern: Pattern | None = None, problem: str | None = None) -> str:
+    """Changes whenever the pattern does: an edited schedule starts afresh, not backfilled.
+
+    Pass the pattern (or why there is none) when it is already parsed: the beat does.
+    """
+    if pattern is None and problem is None:
+        try:
+            pattern = plan_for(task)
+        except InvalidSchedule as exc:
+            problem = str(exc)
+    if pattern is None:
+        return f"invalid: {problem}"
+    return str(pattern) + (f" {task.crontab.timezone}" if task.crontab_id else "")
 
 
 def run_job_id(key: str, due: datetime) -> str:
@@ -183,12 +190,14 @@ def remove_schedule(key: str) -> bool:
     return bool(deleted)
 
 
-def next_run(task: Any, now: datetime | None = None) -> datetime | None:
+def next_run(
+    task: Any, now: datetime | None = None, pattern: Pattern | None = None
+) -> datetime | None:
     """When the schedule fires next, or None (disabled, invalid, or a one-off already run)."""
     if not task.enabled or (task.one_off and task.total_run_count):
         return None
     try:
-        return plan_for(task).next_after(now or timezone.now())
+        return (pattern or plan_for(task)).next_after(now or timezone.now())
     except InvalidSchedule:
         return None
 
@@ -208,11 +217,11 @@ def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
         task_queue = task.queue or (declared.queue if declared else None)
         if queue is not None and task_queue != queue:
             continue
-        upcoming = next_run(task, now)
         try:
-            pattern = str(plan_for(task))
+            plan = plan_for(task)
+            pattern, upcoming = str(plan), next_run(task, now, plan)
         except InvalidSchedule as exc:
-            pattern = f"invalid ({exc})"
+            pattern, upcoming = f"invalid ({exc})", None
         extra = getattr(task, "jobyard", None)
         result.append(
             {
