@@ -301,6 +301,8 @@ def drains(args, r, n, cel, jy, common, step, bull) -> dict[str, Any]:
         ("prefork_c2", common.PREFORK_2, 1),
         ("solo_x2", common.SOLO, 2),
     ):
+        if args.drains and variant not in args.drains.split(","):
+            continue
         runs: dict[str, list[Any]] = {"celery": [], "jobyard": []}
         for i in range(args.rounds):
             tag = f"#{i + 1}" if args.rounds > 1 else ""
@@ -313,7 +315,7 @@ def drains(args, r, n, cel, jy, common, step, bull) -> dict[str, Any]:
             runs["jobyard"].append(step(f"drain-{variant}/jobyard{tag}",
                                         lambda a=worker_args, c=count: jy.drain(r, n, a, c)))  # fmt: skip
         out[variant] = {name: _best(results) for name, results in runs.items()}
-    if not args.no_diagnostics:
+    if not args.no_diagnostics and "prefork_c2" in out:
         out["prefork_c2"]["jobyard_task_events_on"] = step(
             "drain-prefork_c2/jobyard-events-on",
             lambda: jy.drain(r, n, common.PREFORK_2, env={"BENCH_TASK_EVENTS": "1"}),
@@ -574,6 +576,12 @@ def main() -> None:
                     help="c): run each Celery/Jobyard drain this many times, alternating; keep the best")  # fmt: skip
     ap.add_argument("--only", default="", metavar="a,b,c,d,e,p",
                     help="run only these sections (p: profiles); default all")  # fmt: skip
+    ap.add_argument(
+        "--drains",
+        default="",
+        metavar="prefork_c2,solo_x2",
+        help="c): run only these worker variants; default both",
+    )
     ap.add_argument("--no-bullmq", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-diagnostics", action="store_true",

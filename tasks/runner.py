@@ -28,10 +28,9 @@ from tasks.errors import InvalidJobData, JobyardError, PermanentError
 from tasks.job import Job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
+from tasks.transport import CLAIM_HEADER, ORIGIN
 
 log = structlog.get_logger("jobyard.jobs")
-#: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua).
-ORIGIN = "jobyard"
 
 
 class JobTask(Task):
@@ -56,7 +55,8 @@ class JobTask(Task):
                     "job_rejected", job_id=self.request.id, job_type=declared.name, reason=str(exc)
                 )
                 return
-        execute(declared, self.request.id, worker_name(self.request.hostname))
+        claimed = getattr(self.request, CLAIM_HEADER, None)
+        execute(declared, self.request.id, worker_name(self.request.hostname), claimed)
 
 
 def worker_name(hostname: str | None) -> str:
@@ -64,7 +64,7 @@ def worker_name(hostname: str | None) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _parse_opts(raw: bytes) -> JobOptions:
+def _parse_opts(raw: str) -> JobOptions:
     """Stored options, parsed once per distinct value: jobs of one type mostly share one."""
     return JobOptions.model_validate_json(raw)
 
@@ -82,16 +82,14 @@ def retry_delay(job_opts: JobOptions, attempts_made: int, permanent: bool) -> in
     return backoff.delay_for(attempts_made, scale=settings.JOBYARD["BACKOFF_SCALE"])
 
 
-def execute(declared: JobType, job_id: str, worker: str) -> str:
-    """Run one attempt of `job_id` if the registry lets this worker have it.
+def _claim(declared: JobType, job_id: str, worker: str) -> dict[str, Any] | str:
+    """Claim `job_id` here: its message came by a transport that did not (see transport.py).
 
-    Returns what happened: completed, retrying, failed, lost (the lock went to another
-    worker meanwhile), or why it did not run: missing, skip, paused, limited.
+    Returns the claim, shaped like the transport's CLAIM_HEADER, or why the job must not run.
     """
     conf = settings.JOBYARD
     queue = declared.queue
-    queue_conf = settings.JOBYARD_QUEUES[queue]
-    rate_max, rate_ms = queue_conf["rate_limit"] or (0, 0)
+    rate_max, rate_ms = settings.JOBYARD_QUEUES[queue]["rate_limit"] or (0, 0)
     token = uuid.uuid4().hex
     claim = scripts.run(
         "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"],
@@ -104,11 +102,34 @@ def execute(declared: JobType, job_id: str, worker: str) -> str:
         log.debug("job_not_claimed", job_id=job_id, queue=queue, outcome=outcome, state=detail)
         return outcome
     _, _name, data, opts, attempts_made, _attempts, created = claim
+    return {
+        "token": token, "worker": worker, "data": data.decode(), "opts": opts.decode(),
+        "attemptsMade": int(attempts_made), "createdAt": int(created),
+    }  # fmt: skip
+
+
+def execute(
+    declared: JobType, job_id: str, worker: str, claimed: dict[str, Any] | None = None
+) -> str:
+    """Run one attempt of `job_id`, claimed by the consumer (`claimed`) or claimed here.
+
+    Returns what happened: completed, retrying, failed, lost (the lock went to another
+    worker meanwhile), or why it did not run: missing, skip, paused, limited.
+    """
+    conf = settings.JOBYARD
+    queue = declared.queue
+    queue_conf = settings.JOBYARD_QUEUES[queue]
+    if claimed is None:
+        claim = _claim(declared, job_id, worker)
+        if isinstance(claim, str):
+            return claim
+        claimed = claim
+    token, opts = claimed["token"], claimed["opts"]
     job_opts = _parse_opts(opts)
     job = Job(
-        queue=queue, id=job_id, name=declared.name, data=json.loads(data),
-        opts=json.loads(opts), state="active", attempts_made=int(attempts_made),
-        created_at=int(created), worker=worker, _token=token,
+        queue=queue, id=job_id, name=declared.name, data=json.loads(claimed["data"]),
+        opts=json.loads(opts), state="active", attempts_made=claimed["attemptsMade"],
+        created_at=claimed["createdAt"], worker=claimed["worker"], _token=token,
     )  # fmt: skip
     attempt = job.attempts_made + 1
     fields = {"job_id": job_id, "job_type": declared.name, "queue": queue, "attempt": attempt}

@@ -18,7 +18,7 @@ from tasks.connection import get_redis
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 NAMES = (
     "enqueue", "claim", "complete", "fail", "promote", "stalled", "extend_locks",
-    "progress", "pause", "retry", "remove", "clean", "lease", "metrics",
+    "progress", "pause", "retry", "remove", "clean", "lease", "metrics", "take",
 )  # fmt: skip
 
 
@@ -30,6 +30,11 @@ def _source(name: str) -> str:
 @cache
 def _script(name: str, client_id: int) -> Script:
     return Script(get_redis(), _source(name))
+
+
+def script(name: str) -> Script:
+    """Script `name`, bound to this process's client."""
+    return _script(name, id(get_redis()))
 
 
 def run(name: str, *args: Any, client: Any = None) -> Any:

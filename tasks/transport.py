@@ -1,21 +1,99 @@
-"""kombu's Redis transport, reusing one client per channel.
+"""kombu's Redis transport, with Jobyard's consumer: pop and claim as one script.
 
-Stock kombu builds a new redis-py client object for every operation outside the event
-loop (`conn_or_acquire`): twice per job in a worker (ack, unacked bookkeeping) and once
-per publish. With redis-py 8 that constructor is about a fifth of the CPU on each side.
-The pool underneath is already shared, so one client per channel is equivalent and safe.
+Stock kombu spends three round trips per message in a worker: BRPOP, then a pipeline that
+records the message as unacked, then another that acks it. For a Jobyard job the registry
+already does that bookkeeping (an active job holds a lock; an expired lock is a stalled
+job, run again), so this transport asks for messages with `take.lua`: one round trip pops
+the next message and, for a job, claims it (state active, lock, events) before the message
+leaves Redis. The claim rides to the runner in the message's `jobyard_claim` header, and the
+job's complete/fail script is its ack. A message sent the Celery way (no job yet) gets
+kombu's unacked entry inside the same script and is acked as kombu acks.
+
+`take.lua` cannot block, so when it finds every list empty the channel falls back to one
+stock BRPOP (no CPU spent while idle); a message that arrives during it is claimed with
+`claim.lua` (the second round trip stock kombu would spend on its unacked entry), and the
+next read uses `take.lua` again. See docs/architecture.md, "Consuming".
+
+Also: stock kombu builds a new redis-py client object for every operation outside the
+event loop (`conn_or_acquire`); with redis-py 8 that constructor is about a fifth of the
+CPU on each side. The pool underneath is already shared, so one client per channel is
+equivalent and safe.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from time import monotonic
+from typing import Any
 
+from django.conf import settings
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from redis.exceptions import NoScriptError
+
+from tasks import scripts
+
+#: The header carrying a claim from the consumer to the runner (see runner.JobTask).
+CLAIM_HEADER = "jobyard_claim"
+#: Dropped copies (duplicates, paused, over the limit) one take.lua call may skip.
+MAX_POPS = 100
+#: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua).
+ORIGIN = "jobyard"
+
+
+def consumer_name() -> str:
+    """The name a claim records as the job's worker: node name and consumer pid."""
+    from tasks.runner import worker_name
+    from tasks.worker import node_name
+
+    return worker_name(node_name())
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's ack emulation, minus the round trips take.lua already made.
+
+    `_recorded`: tags whose unacked entry take.lua wrote (skip kombu's append).
+    `_claimed`: tags of claimed jobs, which have no unacked entry: their ack is the job's
+    complete/fail script, and a requeue is the registry's stall check (lock expiry).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._recorded: set[str] = set()
+        self._claimed: set[str] = set()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self._recorded:
+            self._recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._claimed:
+            self._claimed.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if delivery_tag in self._claimed:
+            self._claimed.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        super().reject(delivery_tag, requeue=requeue)
 
 
 class Channel(kombu_redis.Channel):
+    QoS = QoS
     _sync_client = None
+    #: Ask with take.lua (True) or block in BRPOP (False, after take.lua found nothing).
+    _taking = True
+    _take_token: str | None = None
 
     @contextmanager
     def conn_or_acquire(self, client=None) -> Iterator:
@@ -25,6 +103,132 @@ class Channel(kombu_redis.Channel):
         if self._sync_client is None:
             self._sync_client = self._create_client()
         yield self._sync_client
+
+    # --- consuming ------------------------------------------------------------------------
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self._taking or self.global_keyprefix:
+            self._take_token = None
+            return super()._brpop_start(timeout)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        conf = settings.JOBYARD
+        limits = []
+        for queue in queues:
+            limit = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit")
+            if limit:
+                limits += [queue, *limit]
+        self._take_token = uuid.uuid4().hex
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command(
+            "EVALSHA", _take_sha(), 0, scripts.prefix(), consumer_name(), self._take_token,
+            conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"], self.unacked_key,
+            self.unacked_index_key, MAX_POPS, len(lists), *lists, *limits,
+        )  # fmt: skip
+
+    def _brpop_read(self, **options: Any) -> bool:
+        token = self._take_token
+        if token is None:
+            return self._blocking_read(**options)
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
+            except NoScriptError:  # Redis restarted or flushed its scripts: load, ask again
+                _take_sha.loaded = False
+                raise kombu_redis.Empty() from None
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+        finally:
+            self._in_poll = None
+            self._take_token = None
+            self._flush_brpop_reauth()
+        if reply is None:  # every list is empty: block in BRPOP until something arrives
+            self._taking = False
+            raise kombu_redis.Empty()
+        if not reply:  # only copies that must not run: ask again on the next tick
+            raise kombu_redis.Empty()
+        key, raw, *claim = reply
+        payload = loads(bytes_to_str(raw))
+        tag = payload["properties"]["delivery_tag"]
+        self.qos._recorded.add(tag)
+        if claim:
+            self.qos._claimed.add(tag)
+            name, data, opts, attempts_made, _attempts, created = claim
+            payload["headers"][CLAIM_HEADER] = {
+                "token": token, "worker": consumer_name(), "data": bytes_to_str(data),
+                "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
+                "createdAt": int(created),
+            }  # fmt: skip
+        self._deliver_popped(bytes_to_str(key), payload)
+        return True
+
+    def _blocking_read(self, **options: Any) -> bool:
+        """Stock BRPOP, read as kombu reads it; a job's message is then claimed."""
+        try:
+            try:
+                popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+        if not popped:
+            raise kombu_redis.Empty()
+        self._taking = True
+        key, raw = popped
+        payload = loads(bytes_to_str(raw))
+        headers = payload.get("headers") or {}
+        jobyard = headers.get("origin") == ORIGIN and not self.global_keyprefix
+        if jobyard and not self._claim(payload):
+            raise kombu_redis.Empty()
+        self._deliver_popped(bytes_to_str(key), payload)
+        return True
+
+    def _claim(self, payload: dict[str, Any]) -> bool:
+        """Claim a popped job's message; False when it must not run (it is dropped)."""
+        queue = payload["properties"]["delivery_info"]["routing_key"]
+        job_id = payload["headers"]["id"]
+        conf = settings.JOBYARD
+        rate_max, rate_ms = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit") or (0, 0)
+        token, worker = uuid.uuid4().hex, consumer_name()
+        claim = scripts.run(
+            "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"],
+            conf["EVENTS_MAXLEN"], rate_max, rate_ms,
+        )  # fmt: skip
+        if claim[0] != b"ok":
+            return False
+        _, _name, data, opts, attempts_made, _attempts, created = claim
+        tag = payload["properties"]["delivery_tag"]
+        self.qos._recorded.add(tag)
+        self.qos._claimed.add(tag)
+        payload["headers"][CLAIM_HEADER] = {
+            "token": token, "worker": worker, "data": bytes_to_str(data),
+            "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
+            "createdAt": int(created),
+        }  # fmt: skip
+        return True
+
+    def _deliver_popped(self, key: str, payload: dict[str, Any]) -> None:
+        queue = key.rsplit(self.sep, 1)[0] if key not in self.active_queues else key
+        self._queue_cycle.rotate(queue)
+        self.connection._deliver(payload, queue)
+
+
+def _take_sha() -> str:
+    """take.lua's SHA1, loaded into Redis once per process (again after a NOSCRIPT)."""
+    script = scripts.script("take")
+    if not _take_sha.loaded:
+        script.registered_client.script_load(script.script)
+        _take_sha.loaded = True
+    return script.sha
+
+
+_take_sha.loaded = False
 
 
 class Transport(kombu_redis.Transport):

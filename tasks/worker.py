@@ -108,6 +108,18 @@ class Maintenance:
 
 
 _maintenance: Maintenance | None = None
+_node_name: str | None = None
+
+
+def node_name() -> str | None:
+    """This worker's Celery node name (`-n`), once the worker is set up; else None."""
+    return _node_name
+
+
+@signals.celeryd_after_setup.connect
+def _remember_node_name(sender: str = "", **kwargs: Any) -> None:
+    global _node_name
+    _node_name = sender
 
 
 @signals.worker_ready.connect

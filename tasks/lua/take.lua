@@ -1,0 +1,46 @@
+-- A worker's consumer asks for its next message: pop it from the broker lists and, for a
+-- Jobyard job, claim the job in the same step (BullMQ's moveToActive). The job is active
+-- under this worker's lock before the message leaves Redis, so no crash can lose it between
+-- the pop and the claim, and no kombu unacked entry or ack is needed: complete/fail end it.
+-- A message sent the Celery way (no job yet) gets kombu's unacked entry, as kombu would write.
+-- Copies that must not run (a duplicate, a removed job, a paused queue, over the rate limit)
+-- are dropped here and the next message is tried, up to `max pops` of them.
+-- ARGV: prefix, worker, token, lock ms, maxlen, unacked hash, unacked index, max pops,
+--       n lists, lists... (in kombu's order: priority, then queue), then per queue with a
+--       rate limit: queue, rate max, rate ms
+-- Returns nil when every list is empty, {} when only dropped copies were found,
+--         {list, message} for a Celery message,
+--         {list, message, name, data, opts, attemptsMade, attempts, createdAt} for a job.
+local p, worker, token = ARGV[1], ARGV[2], ARGV[3]
+local lock_ms, maxlen = tonumber(ARGV[4]), ARGV[5]
+local unacked, unacked_index = ARGV[6], ARGV[7]
+local max_pops, n = tonumber(ARGV[8]), tonumber(ARGV[9])
+local lmpop = {n}
+for i = 1, n do lmpop[#lmpop + 1] = ARGV[9 + i] end
+lmpop[#lmpop + 1] = 'RIGHT'
+local limits = {}
+for i = 10 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])} end
+
+for _ = 1, max_pops do
+  local popped = redis.call('LMPOP', unpack(lmpop))
+  if not popped then return nil end
+  local list, raw = popped[1], popped[2][1]
+  local message = cjson.decode(raw)
+  local props, headers = message.properties, message.headers or {}
+  if headers.origin ~= 'jobyard' then
+    local info = props.delivery_info
+    local t = redis.call('TIME')
+    redis.call('ZADD', unacked_index, tonumber(t[1]) + tonumber(t[2]) / 1e6, props.delivery_tag)
+    redis.call('HSET', unacked, props.delivery_tag, '[' .. raw .. ', ' ..
+               cjson.encode(info.exchange) .. ', ' .. cjson.encode(info.routing_key) .. ']')
+    return {list, raw}
+  end
+  local q = props.delivery_info.routing_key
+  local limit = limits[q] or {0, 0}
+  local claim = claim_job(p, q, headers.id, worker, token, lock_ms, maxlen,
+                          limit[1], limit[2])
+  if claim[1] == 'ok' then
+    return {list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
+  end
+end
+return {}
