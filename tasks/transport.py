@@ -114,19 +114,13 @@ class Channel(kombu_redis.Channel):
         if not queues:
             return
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        conf = settings.JOBYARD
-        limits = []
-        for queue in queues:
-            limit = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit")
-            if limit:
-                limits += [queue, *limit]
         self._take_token = uuid.uuid4().hex
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
         self.client.connection.send_command(
-            "EVALSHA", _take_sha(), 0, scripts.prefix(), consumer_name(), self._take_token,
-            conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"], self.unacked_key,
-            self.unacked_index_key, MAX_POPS, len(lists), *lists, *limits,
+            "EVALSHA", _take_sha(), 0, scripts.prefix(),
+            *take_args(lists, queues, consumer_name(), self._take_token,
+                       self.unacked_key, self.unacked_index_key),
         )  # fmt: skip
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -217,6 +211,23 @@ class Channel(kombu_redis.Channel):
         queue = key.rsplit(self.sep, 1)[0] if key not in self.active_queues else key
         self._queue_cycle.rotate(queue)
         self.connection._deliver(payload, queue)
+
+
+def take_args(
+    lists: list[str], queues: list[str], worker: str, token: str,
+    unacked: str = "unacked", unacked_index: str = "unacked_index",
+) -> list[Any]:  # fmt: skip
+    """take.lua's ARGV after the key prefix: pop from `lists` (in order) for `queues`."""
+    conf = settings.JOBYARD
+    limits: list[Any] = []
+    for queue in queues:
+        limit = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit")
+        if limit:
+            limits += [queue, *limit]
+    return [
+        worker, token, conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"], unacked, unacked_index,
+        MAX_POPS, len(lists), *lists, *limits,
+    ]  # fmt: skip
 
 
 def _take_sha() -> str:

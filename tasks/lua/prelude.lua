@@ -67,28 +67,29 @@ local function trim(p, q, state, id, keep, age, now)
   end
   local doomed = {}
   if age > 0 then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)) do
-      doomed[#doomed + 1] = id
+    local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)
+    if #old > 0 then
+      redis.call('ZREM', set, unpack(old))
+      for _, old_id in ipairs(old) do doomed[#doomed + 1] = jkey(p, q, old_id) end
     end
   end
   if keep >= 0 then
     local excess = redis.call('ZCARD', set) - keep
     if excess > 0 then
-      for _, id in ipairs(redis.call('ZRANGE', set, 0, math.min(excess, 1000) - 1)) do
-        doomed[#doomed + 1] = id
-      end
+      -- The oldest first: ZPOPMIN returns id, score pairs.
+      local popped = redis.call('ZPOPMIN', set, math.min(excess, 1000))
+      for i = 1, #popped, 2 do doomed[#doomed + 1] = jkey(p, q, popped[i]) end
     end
   end
-  for _, id in ipairs(doomed) do
-    redis.call('ZREM', set, id)
-    redis.call('DEL', jkey(p, q, id))
-  end
+  if #doomed > 0 then redis.call('DEL', unpack(doomed)) end
 end
 
 local function count_minute(p, q, now, field, amount)
   local k = p .. q .. ':stats:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', k, field, amount)
-  redis.call('EXPIRE', k, 172800)
+  -- A total equal to this amount means the field (and maybe the key) was just made.
+  if redis.call('HINCRBY', k, field, amount) == amount then
+    redis.call('EXPIRE', k, 172800)
+  end
 end
 
 local function sample(p, q, name, value)
@@ -101,11 +102,10 @@ end
 -- nil when the token no longer holds the job (it was found stalled and handed on).
 local function end_attempt(p, q, id, token)
   local k = jkey(p, q, id)
-  if redis.call('HGET', k, 'token') ~= token or redis.call('HGET', k, 'state') ~= 'active' then
-    return nil
-  end
+  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn')
+  if f[1] ~= token or f[2] ~= 'active' then return nil end
   local now = now_ms()
-  local took = now - tonumber(redis.call('HGET', k, 'processedOn'))
+  local took = now - tonumber(f[3])
   redis.call('ZREM', skey(p, q, 'active'), id)
   redis.call('DEL', p .. q .. ':lock:' .. id)
   redis.call('HDEL', k, 'token')
@@ -120,7 +120,9 @@ end
 --      or {'missing'} | {'skip', state} | {'paused'} | {'limited', due}
 local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rate_ms)
   local k = jkey(p, q, id)
-  local state = redis.call('HGET', k, 'state')
+  local f = redis.call('HMGET', k, 'state', 'name', 'data', 'opts', 'attemptsMade', 'attempts',
+                       'createdAt', 'waitingSince')
+  local state = f[1]
   if not state then return {'missing'} end
   -- Redelivery, a second copy, or a copy that outlived a restart: the effect happens once.
   if state ~= 'waiting' then return {'skip', state} end
@@ -143,13 +145,11 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
     redis.call('ZADD', log, now, token)
     redis.call('PEXPIRE', log, rate_ms * 2)
   end
-  local f = redis.call('HMGET', k, 'name', 'data', 'opts', 'attemptsMade', 'attempts',
-                       'createdAt', 'waitingSince')
   redis.call('ZREM', skey(p, q, 'wait'), id)
   redis.call('ZADD', skey(p, q, 'active'), now, id)
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
   redis.call('SET', p .. q .. ':lock:' .. id, token, 'PX', lock_ms)
-  sample(p, q, 'waits', now - tonumber(f[7] or f[6]))
+  sample(p, q, 'waits', now - tonumber(f[8] or f[7]))
   emit(p, q, maxlen, 'active', id, 'worker', worker)
-  return {'ok', f[1], f[2], f[3], f[4], f[5], f[6]}
+  return {'ok', f[2], f[3], f[4], f[5], f[6], f[7]}
 end

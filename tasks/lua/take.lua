@@ -8,7 +8,8 @@
 -- ARGV: prefix, worker, token, lock ms, maxlen, unacked hash, unacked index, max pops,
 --       n lists, lists... (in kombu's order: priority, then queue), then per queue with a
 --       rate limit: queue, rate max, rate ms
--- Returns nil when every list is empty, {} when only dropped copies were found,
+-- Returns nil when every list is empty (after dropping any copies), {} when `max pops`
+--         copies were dropped and more may wait,
 --         {list, message} for a Celery message,
 --         {list, message, name, data, opts, attemptsMade, attempts, createdAt} for a job.
 local p, worker, token = ARGV[1], ARGV[2], ARGV[3]
@@ -21,26 +22,38 @@ lmpop[#lmpop + 1] = 'RIGHT'
 local limits = {}
 for i = 10 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])} end
 
+-- A message sent the Celery way: kombu's unacked entry, as kombu's QoS.append writes it.
+local function as_celery(list, raw, message)
+  local props = message.properties
+  local info = props.delivery_info
+  local t = redis.call('TIME')
+  redis.call('ZADD', unacked_index, tonumber(t[1]) + tonumber(t[2]) / 1e6, props.delivery_tag)
+  redis.call('HSET', unacked, props.delivery_tag, '[' .. raw .. ', ' ..
+             cjson.encode(info.exchange) .. ', ' .. cjson.encode(info.routing_key) .. ']')
+  return {list, raw}
+end
+
 for _ = 1, max_pops do
   local popped = redis.call('LMPOP', unpack(lmpop))
   if not popped then return nil end
   local list, raw = popped[1], popped[2][1]
-  local message = cjson.decode(raw)
-  local props, headers = message.properties, message.headers or {}
-  if headers.origin ~= 'jobyard' then
-    local info = props.delivery_info
-    local t = redis.call('TIME')
-    redis.call('ZADD', unacked_index, tonumber(t[1]) + tonumber(t[2]) / 1e6, props.delivery_tag)
-    redis.call('HSET', unacked, props.delivery_tag, '[' .. raw .. ', ' ..
-               cjson.encode(info.exchange) .. ', ' .. cjson.encode(info.routing_key) .. ']')
-    return {list, raw}
+  -- A job's message (built by publish() in prelude.lua, or re-sent by kombu's json, which
+  -- writes the same separators) is read without decoding it: quotes inside JSON strings
+  -- are escaped, so these patterns cannot match inside a value.
+  if not string.find(raw, '"origin": "jobyard"', 1, true) then
+    return as_celery(list, raw, cjson.decode(raw))
   end
-  local q = props.delivery_info.routing_key
+  local q = string.match(raw, '"routing_key": "([^"]*)"')
+  local id = string.match(raw, '"id": "([^"]*)"')
   local limit = limits[q] or {0, 0}
-  local claim = claim_job(p, q, headers.id, worker, token, lock_ms, maxlen,
-                          limit[1], limit[2])
+  local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2])
   if claim[1] == 'ok' then
     return {list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
+  end
+  if claim[1] == 'missing' then
+    -- No such job: make sure the match was the top-level header before dropping it.
+    local message = cjson.decode(raw)
+    if (message.headers or {}).origin ~= 'jobyard' then return as_celery(list, raw, message) end
   end
 end
 return {}
