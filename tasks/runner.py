@@ -104,7 +104,7 @@ def _claim(declared: JobType, job_id: str, worker: str) -> dict[str, Any] | str:
     _, _name, data, opts, attempts_made, _attempts, created = claim
     return {
         "token": token, "worker": worker, "data": data.decode(), "opts": opts.decode(),
-        "attemptsMade": int(attempts_made), "createdAt": int(created),
+        "attemptsMade": int(attempts_made), "createdAt": int(created), "takenAt": time.time(),
     }  # fmt: skip
 
 
@@ -124,6 +124,13 @@ def execute(
         if isinstance(claim, str):
             return claim
         claimed = claim
+    elif time.time() - claimed["takenAt"] > conf["LOCK_DURATION_MS"] / 3000:
+        # Held in this worker's buffer for a third of its lock (a prefetch above one): the
+        # lock may have expired and the job run elsewhere. Renew it, or leave the job be.
+        lock = (queue, job_id, claimed["token"])
+        if scripts.run("extend_locks", conf["LOCK_DURATION_MS"], *lock):
+            log.warning("job_lock_lost", job_id=job_id, job_type=declared.name, queue=queue)
+            return "lost"
     token, opts = claimed["token"], claimed["opts"]
     job_opts = _parse_opts(opts)
     job = Job(

@@ -18,7 +18,7 @@ from tasks.connection import get_redis
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 NAMES = (
     "enqueue", "claim", "complete", "fail", "promote", "stalled", "extend_locks",
-    "progress", "pause", "retry", "remove", "clean", "lease", "metrics", "take",
+    "progress", "pause", "retry", "remove", "clean", "lease", "metrics", "take", "release",
 )  # fmt: skip
 
 

@@ -25,14 +25,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
+import structlog
 from django.conf import settings
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError
 
 from tasks import scripts
@@ -43,6 +44,8 @@ CLAIM_HEADER = "jobyard_claim"
 MAX_POPS = 100
 #: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua).
 ORIGIN = "jobyard"
+
+log = structlog.get_logger("jobyard.transport")
 
 
 def consumer_name() -> str:
@@ -124,9 +127,15 @@ class Channel(kombu_redis.Channel):
         )  # fmt: skip
 
     def _brpop_read(self, **options: Any) -> bool:
-        token = self._take_token
-        if token is None:
+        if self._take_token is None:
             return self._blocking_read(**options)
+        key, payload = self._read_take(**options)
+        self._deliver_popped(key, payload)
+        return True
+
+    def _read_take(self, **options: Any) -> tuple[str, dict[str, Any]]:
+        """take.lua's reply: the list and message to deliver, its claim in the headers."""
+        token = self._take_token
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
@@ -147,21 +156,20 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
         key, raw, *claim = reply
         payload = loads(bytes_to_str(raw))
-        tag = payload["properties"]["delivery_tag"]
-        self.qos._recorded.add(tag)
+        self.qos._recorded.add(payload["properties"]["delivery_tag"])
         if claim:
-            self.qos._claimed.add(tag)
-            name, data, opts, attempts_made, _attempts, created = claim
-            payload["headers"][CLAIM_HEADER] = {
-                "token": token, "worker": consumer_name(), "data": bytes_to_str(data),
-                "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
-                "createdAt": int(created),
-            }  # fmt: skip
-        self._deliver_popped(bytes_to_str(key), payload)
-        return True
+            self._attach_claim(payload, token, consumer_name(), claim)
+        return bytes_to_str(key), payload
 
     def _blocking_read(self, **options: Any) -> bool:
         """Stock BRPOP, read as kombu reads it; a job's message is then claimed."""
+        key, payload = self._read_brpop(**options)
+        if self._is_job(payload) and not self._claim(payload):
+            raise kombu_redis.Empty()
+        self._deliver_popped(key, payload)
+        return True
+
+    def _read_brpop(self, **options: Any) -> tuple[str, dict[str, Any]]:
         try:
             try:
                 popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -175,42 +183,78 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
         self._taking = True
         key, raw = popped
-        payload = loads(bytes_to_str(raw))
-        headers = payload.get("headers") or {}
-        jobyard = headers.get("origin") == ORIGIN and not self.global_keyprefix
-        if jobyard and not self._claim(payload):
-            raise kombu_redis.Empty()
-        self._deliver_popped(bytes_to_str(key), payload)
-        return True
+        return bytes_to_str(key), loads(bytes_to_str(raw))
+
+    def _is_job(self, payload: dict[str, Any]) -> bool:
+        return (payload.get("headers") or {}).get("origin") == ORIGIN and not self.global_keyprefix
 
     def _claim(self, payload: dict[str, Any]) -> bool:
         """Claim a popped job's message; False when it must not run (it is dropped)."""
         queue = payload["properties"]["delivery_info"]["routing_key"]
-        job_id = payload["headers"]["id"]
         conf = settings.JOBYARD
         rate_max, rate_ms = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit") or (0, 0)
         token, worker = uuid.uuid4().hex, consumer_name()
         claim = scripts.run(
-            "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"],
+            "claim", queue, payload["headers"]["id"], worker, token, conf["LOCK_DURATION_MS"],
             conf["EVENTS_MAXLEN"], rate_max, rate_ms,
         )  # fmt: skip
         if claim[0] != b"ok":
             return False
-        _, _name, data, opts, attempts_made, _attempts, created = claim
-        tag = payload["properties"]["delivery_tag"]
-        self.qos._recorded.add(tag)
-        self.qos._claimed.add(tag)
+        self.qos._recorded.add(payload["properties"]["delivery_tag"])
+        self._attach_claim(payload, token, worker, claim[1:])
+        return True
+
+    def _attach_claim(self, payload: dict[str, Any], token: str, worker: str, claim: list) -> None:
+        """The claim rides to the runner in a header; its tag is then acked by the registry."""
+        _name, data, opts, attempts_made, _attempts, created = claim
+        self.qos._claimed.add(payload["properties"]["delivery_tag"])
         payload["headers"][CLAIM_HEADER] = {
             "token": token, "worker": worker, "data": bytes_to_str(data),
             "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
-            "createdAt": int(created),
+            "createdAt": int(created), "takenAt": time(),
         }  # fmt: skip
-        return True
 
     def _deliver_popped(self, key: str, payload: dict[str, Any]) -> None:
         queue = key.rsplit(self.sep, 1)[0] if key not in self.active_queues else key
         self._queue_cycle.rotate(queue)
         self.connection._deliver(payload, queue)
+
+    def close(self) -> None:
+        """Hand back a message in flight instead of delivering it to a stopping consumer.
+
+        Stock kombu reads an outstanding BRPOP at close and delivers it, counting on its
+        unacked entry to restore it. A job taken here has no such entry: its claim is
+        released (no attempt, no stall counted) and its message put back at the front.
+        """
+        if self._in_poll and not self.closed:
+            try:
+                if self._take_token is not None:
+                    key, payload = self._read_take()
+                else:
+                    key, payload = self._read_brpop()
+                self._hand_back(key, payload)
+            except kombu_redis.Empty:
+                pass
+            except Exception:  # Redis away: a claim left behind is found stalled later
+                log.warning("hand_back_failed", exc_info=True)
+        super().close()
+
+    def _hand_back(self, key: str, payload: dict[str, Any]) -> None:
+        tag = payload["properties"]["delivery_tag"]
+        claim = payload["headers"].pop(CLAIM_HEADER, None)
+        if claim is not None:
+            queue = payload["properties"]["delivery_info"]["routing_key"]
+            scripts.run(
+                "release", queue, payload["headers"]["id"], claim["token"],
+                settings.JOBYARD["EVENTS_MAXLEN"], key, dumps(payload),
+            )  # fmt: skip
+            self.qos._claimed.discard(tag)
+        elif tag in self.qos._recorded:  # take.lua wrote its unacked entry: restore it
+            self.qos.restore_by_tag(tag)
+        else:  # popped by BRPOP, nothing recorded yet
+            with self.conn_or_acquire() as client:
+                client.rpush(key, dumps(payload))
+        self.qos._recorded.discard(tag)
 
 
 def take_args(

@@ -7,7 +7,10 @@ backlog with a real worker and checks kombu's unacked bookkeeping is not used fo
 from __future__ import annotations
 
 import json
+import time
 import uuid
+
+from django.conf import settings
 
 from project.celery import app
 from tasks import Queue, enqueue, get_job, scripts
@@ -131,3 +134,87 @@ def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker):
     wait_for(lambda: runs(key) == 4, message="the Celery-style job")
     wait_for(lambda: sent.id not in unacked_ids(), message="its ack")
     assert all(get_job(QUEUE, j.id).attempts_made == 1 for j in backlog)
+
+
+def test_a_warm_shutdown_mid_backlog_leaves_no_job_claimed_and_not_run(start_worker):
+    """The consumer asks for the next job while one runs; stopping then must not strand it."""
+    key = f"stop-{uuid.uuid4().hex[:6]}"
+    left = [enqueue(f"t-sleep.{QUEUE}", {"seconds": 0.05, "key": key}).id for _ in range(200)]
+    done = 0
+    for pool in ("solo", "prefork"):
+        worker = start_worker([QUEUE], pool=pool)
+        wait_for(lambda d=done: runs(key) >= d + 20, message="a busy worker")
+        worker.stop()
+        jobs = [get_job(QUEUE, job_id) for job_id in left]
+        assert {j.state for j in jobs} == {"completed", "waiting"}, pool  # none left active
+        assert [
+            (j.state, j.attempts_made, j.stalled_count)
+            for j in jobs
+            if j.stalled_count or j.attempts_made != (j.state == "completed")
+        ] == []
+        done += sum(j.state == "completed" for j in jobs)
+        assert runs(key) == done  # every start ran to completion
+        left = [j.id for j in jobs if j.state == "waiting"]
+    assert len(left) == 200 - done and Queue(QUEUE).counts()["waiting"] == len(left)
+
+
+def _consumer(conn):
+    """A channel of tasks.transport consuming QUEUE, as a worker's consumer would."""
+    channel = conn.channel()
+    channel.basic_consume(QUEUE, no_ack=False, callback=_never, consumer_tag="test")
+    client = channel.client
+    client.connection = client.connection_pool.get_connection()
+    return channel
+
+
+def _never(message) -> None:
+    raise AssertionError(f"delivered to a closing consumer: {message.headers['id']}")
+
+
+def _close_mid_take() -> None:
+    """A consumer sends take.lua and is closed before it reads the reply."""
+    with app.connection_for_read() as conn:
+        channel = _consumer(conn)
+        channel._brpop_start()
+        channel.close()
+
+
+def test_a_closing_consumer_hands_back_what_it_took_unrun():
+    job = enqueue(f"t-echo.{QUEUE}", {})
+    behind = enqueue(f"t-echo.{QUEUE}", {})
+    _close_mid_take()
+    back = get_job(QUEUE, job.id)
+    assert (back.state, back.attempts_made, back.stalled_count, back.worker) == (
+        "waiting",
+        0,
+        0,
+        None,
+    )
+    assert not get_redis().exists(f"{scripts.prefix()}{QUEUE}:lock:{job.id}")
+    taken = [json.loads(take()[1][1])["headers"]["id"] for _ in range(2)]
+    assert taken == [job.id, behind.id]  # put back at the front
+    sent = app.send_task(f"t-echo.{QUEUE}", kwargs={})
+    _close_mid_take()
+    assert sent.id not in unacked_ids()
+    assert json.loads(take()[1][1])["headers"]["id"] == sent.id
+    get_redis().delete("unacked", "unacked_index")
+
+
+def test_a_claim_held_too_long_before_it_runs_is_checked_first():
+    from tasks.registry import get_job_type
+    from tasks.runner import execute
+
+    lock_s = settings.JOBYARD["LOCK_DURATION_MS"] / 1000
+    declared = get_job_type(f"t-echo.{QUEUE}")
+    job = enqueue(declared.name, {"value": "ran"})
+    token, reply = take()
+    claim = {"token": token, "worker": "node@host:1", "data": reply[3].decode(),
+             "opts": reply[4].decode(), "attemptsMade": 0, "createdAt": int(reply[7]),
+             "takenAt": time.time() - lock_s}  # fmt: skip
+    # Its lock went to another consumer meanwhile (it was found stalled and taken again).
+    get_redis().set(f"{scripts.prefix()}{QUEUE}:lock:{job.id}", "someone-else")
+    assert execute(declared, job.id, "node@host:2", claim) == "lost"
+    assert get_job(QUEUE, job.id).state == "active"  # untouched: not run here
+    get_redis().set(f"{scripts.prefix()}{QUEUE}:lock:{job.id}", token)
+    assert execute(declared, job.id, "node@host:2", claim) == "completed"
+    assert get_job(QUEUE, job.id).returnvalue == "ran"

@@ -1,0 +1,20 @@
+-- A consumer closing with a job it took but never handed to a worker: give the job back
+-- unrun (no attempt, no stall counted) and its message back to the consuming end of its list.
+-- ARGV: prefix, queue, id, token, maxlen, list, message
+-- Returns 1, or 0 when the token no longer holds the job.
+local p, q, id, token, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local k = jkey(p, q, id)
+local f = redis.call('HMGET', k, 'token', 'state', 'waitingSince')
+if f[1] ~= token or f[2] ~= 'active' then return 0 end
+redis.call('ZREM', skey(p, q, 'active'), id)
+redis.call('DEL', p .. q .. ':lock:' .. id)
+redis.call('HDEL', k, 'token', 'worker', 'processedOn')
+redis.call('HSET', k, 'state', 'waiting')
+redis.call('ZADD', skey(p, q, 'wait'), tonumber(f[3]) or now_ms(), id)
+if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then
+  redis.call('RPUSH', skey(p, q, 'parked'), id)
+else
+  redis.call('RPUSH', ARGV[6], ARGV[7])
+end
+emit(p, q, maxlen, 'waiting', id)
+return 1
