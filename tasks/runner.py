@@ -1,8 +1,10 @@
-"""Running one attempt of a job inside a worker: claim, run, record.
+"""Running one attempt of a job inside a worker: claimed, run, recorded.
 
-Celery delivers a message naming the job; the registry decides whether it runs (claim),
-and the outcome is written back in one script (complete or fail). Celery's own retry,
-ETA and result machinery are not used: the message only says "job X is due".
+The worker's consumer (tasks/transport.py) claims a job as it pops its message and hands
+the claim over in a header; a message that came another way is claimed here (claim.lua).
+The outcome is written back in one script (complete or fail), which is also the message's
+ack. Celery's own retry, ETA and result machinery are not used: the message only says
+"job X is due".
 """
 
 from __future__ import annotations

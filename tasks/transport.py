@@ -60,14 +60,15 @@ class QoS(kombu_redis.QoS):
     """kombu's ack emulation, minus the round trips take.lua already made.
 
     `_recorded`: tags whose unacked entry take.lua wrote (skip kombu's append).
-    `_claimed`: tags of claimed jobs, which have no unacked entry: their ack is the job's
-    complete/fail script, and a requeue is the registry's stall check (lock expiry).
+    `_claimed`: claimed jobs by tag, with their list and message. They have no unacked
+    entry: their ack is the job's complete/fail script, and a requeue is the registry's
+    stall check (lock expiry).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._recorded: set[str] = set()
-        self._claimed: set[str] = set()
+        self._claimed: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self._recorded:
@@ -77,18 +78,47 @@ class QoS(kombu_redis.QoS):
         super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        if delivery_tag in self._claimed:
-            self._claimed.discard(delivery_tag)
+        if self._claimed.pop(delivery_tag, None):
             virtual.QoS.ack(self, delivery_tag)
             return
         super().ack(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if delivery_tag in self._claimed:
-            self._claimed.discard(delivery_tag)
+        if self._claimed.pop(delivery_tag, None):
             virtual.QoS.ack(self, delivery_tag)
             return
         super().reject(delivery_tag, requeue=requeue)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """At close: claimed jobs a worker received but never started go back unrun.
+
+        A prefork worker stopping may hold a message it took but did not hand to a pool
+        process; kombu would restore it from its unacked hash, which a claimed job is not
+        in. A job already started (or cut off by a cold shutdown) is left to the stall check.
+        """
+        started = _started_tags()
+        for tag in list(self._delivered):
+            claimed = self._claimed.pop(tag, None)
+            if claimed and tag not in started:
+                release(*claimed)
+        super().restore_unacked(client)
+
+
+def _started_tags() -> set[str]:
+    """Delivery tags of the requests this worker's pool has started (none outside a worker)."""
+    from celery.worker import state
+
+    return {request.message.delivery_tag for request in list(state.active_requests)}
+
+
+def release(key: str, payload: dict[str, Any]) -> None:
+    """Give back a job claimed but never run, and its message to the front of `key`."""
+    claim = payload["headers"].pop(CLAIM_HEADER)
+    scripts.run(
+        "release", payload["properties"]["delivery_info"]["routing_key"],
+        payload["headers"]["id"], claim["token"], settings.JOBYARD["EVENTS_MAXLEN"], key,
+        dumps(payload),
+    )  # fmt: skip
 
 
 class Channel(kombu_redis.Channel):
@@ -155,16 +185,16 @@ class Channel(kombu_redis.Channel):
         if not reply:  # only copies that must not run: ask again on the next tick
             raise kombu_redis.Empty()
         key, raw, *claim = reply
-        payload = loads(bytes_to_str(raw))
+        key, payload = bytes_to_str(key), loads(bytes_to_str(raw))
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
         if claim:
-            self._attach_claim(payload, token, consumer_name(), claim)
-        return bytes_to_str(key), payload
+            self._attach_claim(key, payload, token, consumer_name(), claim)
+        return key, payload
 
     def _blocking_read(self, **options: Any) -> bool:
         """Stock BRPOP, read as kombu reads it; a job's message is then claimed."""
         key, payload = self._read_brpop(**options)
-        if self._is_job(payload) and not self._claim(payload):
+        if self._is_job(payload) and not self._claim(key, payload):
             raise kombu_redis.Empty()
         self._deliver_popped(key, payload)
         return True
@@ -188,7 +218,7 @@ class Channel(kombu_redis.Channel):
     def _is_job(self, payload: dict[str, Any]) -> bool:
         return (payload.get("headers") or {}).get("origin") == ORIGIN and not self.global_keyprefix
 
-    def _claim(self, payload: dict[str, Any]) -> bool:
+    def _claim(self, key: str, payload: dict[str, Any]) -> bool:
         """Claim a popped job's message; False when it must not run (it is dropped)."""
         queue = payload["properties"]["delivery_info"]["routing_key"]
         conf = settings.JOBYARD
@@ -201,13 +231,15 @@ class Channel(kombu_redis.Channel):
         if claim[0] != b"ok":
             return False
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
-        self._attach_claim(payload, token, worker, claim[1:])
+        self._attach_claim(key, payload, token, worker, claim[1:])
         return True
 
-    def _attach_claim(self, payload: dict[str, Any], token: str, worker: str, claim: list) -> None:
+    def _attach_claim(
+        self, key: str, payload: dict[str, Any], token: str, worker: str, claim: list
+    ) -> None:
         """The claim rides to the runner in a header; its tag is then acked by the registry."""
         _name, data, opts, attempts_made, _attempts, created = claim
-        self.qos._claimed.add(payload["properties"]["delivery_tag"])
+        self.qos._claimed[payload["properties"]["delivery_tag"]] = (key, payload)
         payload["headers"][CLAIM_HEADER] = {
             "token": token, "worker": worker, "data": bytes_to_str(data),
             "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
@@ -241,14 +273,8 @@ class Channel(kombu_redis.Channel):
 
     def _hand_back(self, key: str, payload: dict[str, Any]) -> None:
         tag = payload["properties"]["delivery_tag"]
-        claim = payload["headers"].pop(CLAIM_HEADER, None)
-        if claim is not None:
-            queue = payload["properties"]["delivery_info"]["routing_key"]
-            scripts.run(
-                "release", queue, payload["headers"]["id"], claim["token"],
-                settings.JOBYARD["EVENTS_MAXLEN"], key, dumps(payload),
-            )  # fmt: skip
-            self.qos._claimed.discard(tag)
+        if self.qos._claimed.pop(tag, None):
+            release(key, payload)
         elif tag in self.qos._recorded:  # take.lua wrote its unacked entry: restore it
             self.qos.restore_by_tag(tag)
         else:  # popped by BRPOP, nothing recorded yet

@@ -179,6 +179,24 @@ def _close_mid_take() -> None:
         channel.close()
 
 
+def test_a_job_received_but_never_started_goes_back_when_its_consumer_closes():
+    """A stopping prefork worker can hold a message it did not hand to a pool process."""
+    job = enqueue(f"t-echo.{QUEUE}", {})
+    received = []
+    with app.connection_for_read() as conn:
+        channel = conn.channel()
+        channel.basic_consume(QUEUE, no_ack=False, callback=received.append, consumer_tag="t")
+        client = channel.client
+        client.connection = client.connection_pool.get_connection()
+        channel._brpop_start()
+        channel._brpop_read()
+        assert received[0].headers["id"] == job.id and get_job(QUEUE, job.id).state == "active"
+        channel.close()  # never acked, never started
+    back = get_job(QUEUE, job.id)
+    assert (back.state, back.attempts_made, back.stalled_count) == ("waiting", 0, 0)
+    assert json.loads(take()[1][1])["headers"]["id"] == job.id
+
+
 def test_a_closing_consumer_hands_back_what_it_took_unrun():
     job = enqueue(f"t-echo.{QUEUE}", {})
     behind = enqueue(f"t-echo.{QUEUE}", {})
