@@ -185,7 +185,10 @@ class Channel(kombu_redis.Channel):
         if not reply:  # only copies that must not run: ask again on the next tick
             raise kombu_redis.Empty()
         key, raw, *claim = reply
-        key, payload = bytes_to_str(key), loads(bytes_to_str(raw))
+        key, payload = bytes_to_str(key), _readable(raw)
+        if payload is None:
+            log.error("message_unreadable", list=key, message=bytes_to_str(raw)[:200])
+            raise kombu_redis.Empty()
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
         if claim:
             self._attach_claim(key, payload, token, consumer_name(), claim)
@@ -298,6 +301,16 @@ def take_args(
         worker, token, conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"], unacked, unacked_index,
         MAX_POPS, len(lists), *lists, *limits,
     ]  # fmt: skip
+
+
+def _readable(raw: bytes) -> dict[str, Any] | None:
+    """A popped message as kombu reads it, or None when kombu could not deliver it."""
+    try:
+        payload = loads(bytes_to_str(raw))
+        payload["properties"]["delivery_tag"]  # noqa: B018  (kombu needs it to ack)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return payload
 
 
 def _take_sha() -> str:

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 
+import pytest
 from django.conf import settings
 
 from project.celery import app
@@ -158,10 +159,10 @@ def test_a_warm_shutdown_mid_backlog_leaves_no_job_claimed_and_not_run(start_wor
     assert len(left) == 200 - done and Queue(QUEUE).counts()["waiting"] == len(left)
 
 
-def _consumer(conn):
+def _consumer(conn, callback=None):
     """A channel of tasks.transport consuming QUEUE, as a worker's consumer would."""
     channel = conn.channel()
-    channel.basic_consume(QUEUE, no_ack=False, callback=_never, consumer_tag="test")
+    channel.basic_consume(QUEUE, no_ack=False, callback=callback or _never, consumer_tag="t")
     client = channel.client
     client.connection = client.connection_pool.get_connection()
     return channel
@@ -184,10 +185,7 @@ def test_a_job_received_but_never_started_goes_back_when_its_consumer_closes():
     job = enqueue(f"t-echo.{QUEUE}", {})
     received = []
     with app.connection_for_read() as conn:
-        channel = conn.channel()
-        channel.basic_consume(QUEUE, no_ack=False, callback=received.append, consumer_tag="t")
-        client = channel.client
-        client.connection = client.connection_pool.get_connection()
+        channel = _consumer(conn, received.append)
         channel._brpop_start()
         channel._brpop_read()
         assert received[0].headers["id"] == job.id and get_job(QUEUE, job.id).state == "active"
@@ -236,3 +234,23 @@ def test_a_claim_held_too_long_before_it_runs_is_checked_first():
     get_redis().set(f"{scripts.prefix()}{QUEUE}:lock:{job.id}", token)
     assert execute(declared, job.id, "node@host:2", claim) == "completed"
     assert get_job(QUEUE, job.id).returnvalue == "ran"
+
+
+def test_an_unreadable_message_is_dropped_with_a_log_line_and_the_queue_goes_on():
+    from queue import Empty
+
+    job = enqueue(f"t-echo.{QUEUE}", {})
+    client = get_redis()
+    client.rpush(NORMAL, b"not json", b'{"headers": {"origin": "jobyard"}}')  # popped first
+    received = []
+    with app.connection_for_read() as conn:
+        channel = _consumer(conn, received.append)
+        for _ in range(2):
+            channel._brpop_start()
+            with pytest.raises(Empty):
+                channel._brpop_read()
+        assert received == [] and not client.hlen("unacked")
+        channel._brpop_start()
+        channel._brpop_read()
+        assert [m.headers["id"] for m in received] == [job.id]
+        received[0].ack()

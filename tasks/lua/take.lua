@@ -23,14 +23,22 @@ local limits = {}
 for i = 10 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])} end
 
 -- A message sent the Celery way: kombu's unacked entry, as kombu's QoS.append writes it.
+-- A message kombu could not read either (not JSON, no delivery tag) is handed over as it
+-- is, unrecorded: the consumer logs it and drops it, as stock kombu would fail on it.
 local function as_celery(list, raw, message)
-  local props = message.properties
-  local info = props.delivery_info
+  local props = type(message) == 'table' and message.properties
+  local info = type(props) == 'table' and props.delivery_info
+  if type(info) ~= 'table' or type(props.delivery_tag) ~= 'string' then return {list, raw} end
   local t = redis.call('TIME')
   redis.call('ZADD', unacked_index, tonumber(t[1]) + tonumber(t[2]) / 1e6, props.delivery_tag)
   redis.call('HSET', unacked, props.delivery_tag, '[' .. raw .. ', ' ..
              cjson.encode(info.exchange) .. ', ' .. cjson.encode(info.routing_key) .. ']')
   return {list, raw}
+end
+
+local function decode(raw)
+  local ok, message = pcall(cjson.decode, raw)
+  if ok then return message end
 end
 
 for _ = 1, max_pops do
@@ -40,11 +48,10 @@ for _ = 1, max_pops do
   -- A job's message (built by publish() in prelude.lua, or re-sent by kombu's json, which
   -- writes the same separators) is read without decoding it: quotes inside JSON strings
   -- are escaped, so these patterns cannot match inside a value.
-  if not string.find(raw, '"origin": "jobyard"', 1, true) then
-    return as_celery(list, raw, cjson.decode(raw))
-  end
-  local q = string.match(raw, '"routing_key": "([^"]*)"')
-  local id = string.match(raw, '"id": "([^"]*)"')
+  local q = string.find(raw, '"origin": "jobyard"', 1, true) and
+            string.match(raw, '"routing_key": "([^"]*)"')
+  local id = q and string.match(raw, '"id": "([^"]*)"')
+  if not id then return as_celery(list, raw, decode(raw)) end
   local limit = limits[q] or {0, 0}
   local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2])
   if claim[1] == 'ok' then
@@ -52,8 +59,11 @@ for _ = 1, max_pops do
   end
   if claim[1] == 'missing' then
     -- No such job: make sure the match was the top-level header before dropping it.
-    local message = cjson.decode(raw)
-    if (message.headers or {}).origin ~= 'jobyard' then return as_celery(list, raw, message) end
+    local message = decode(raw)
+    local headers = type(message) == 'table' and message.headers
+    if type(headers) ~= 'table' or headers.origin ~= 'jobyard' then
+      return as_celery(list, raw, message)
+    end
   end
 end
 return {}
