@@ -30,7 +30,7 @@ from tasks.errors import InvalidJobData, JobyardError, PermanentError
 from tasks.job import Job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
-from tasks.transport import CLAIM_HEADER, ORIGIN
+from tasks.transport import CLAIM_HEADER, ORIGIN, completions
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -166,9 +166,10 @@ def execute(
 
     if reason is None:
         keep, age = job_opts.retention(True, queue_conf["keep_completed"])
-        done = scripts.run(
-            "complete", queue, job_id, token, returnvalue, keep, age, conf["EVENTS_MAXLEN"]
-        )
+        args = (queue, job_id, token, returnvalue, keep, age)
+        if completions.defer(args, {**fields, "duration_ms": duration_ms}):
+            return "completed"  # written (and logged) by the consumer's next take
+        done = scripts.run("complete", *args, conf["EVENTS_MAXLEN"])
         if not done:
             log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
             return "lost"

@@ -1,7 +1,9 @@
 """The consumer's take.lua (tasks/transport.py): pop and claim as one step.
 
-The script tests call take.lua on real Redis as the transport does; the last test drains a
-backlog with a real worker and checks kombu's unacked bookkeeping is not used for jobs.
+Script tests call take.lua on real Redis as the transport does; channel tests drive the
+transport's channel as a worker's consumer would (take, deliver, close); worker tests run
+real workers and check kombu's unacked bookkeeping is not used for jobs, and that stopping
+a busy worker strands nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ LISTS = [QUEUE if step == 0 else f"{QUEUE}:{step}" for step in range(10)]
 NORMAL = f"{QUEUE}:4"  # the list of normal priority
 
 
-def take(worker: str = "node@host:1") -> tuple[str, list | None]:
+def take(worker: str = "node@host:1", done: list[tuple] = ()) -> tuple[str, list | None]:
+    """take.lua as the transport calls it: None when the lists are empty, [] when only
+    copies that must not run were popped; the flags of `done` are checked to be all 1."""
     token = uuid.uuid4().hex
-    return token, scripts.run("take", *take_args(LISTS, [QUEUE], worker, token))
+    flags, *reply = scripts.run("take", *take_args(LISTS, [QUEUE], worker, token, done=done))
+    assert flags == b"1" * len(done)
+    return token, (None if not reply else [] if reply == [0] else reply)
 
 
 def unacked_ids() -> set[str]:
@@ -115,11 +121,18 @@ def test_take_respects_priority_lists_in_order():
     assert ids == [high.id, normal.id, low.id]
 
 
-def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker):
+def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker, tmp_path):
     """Drained from a backlog (take.lua) and idle (BRPOP, then claim.lua) alike."""
     key = f"backlog-{uuid.uuid4().hex[:6]}"
     backlog = [enqueue(f"t-sleep.{QUEUE}", {"seconds": 1, "key": key}) for _ in range(3)]
-    worker = start_worker([QUEUE], pool="solo", wait=False)
+    log = tmp_path / "worker.log"
+    worker = start_worker(
+        [QUEUE],
+        pool="solo",
+        wait=False,
+        output=log,
+        env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"},
+    )
     seen_active = wait_for(
         lambda: [j for j in backlog if get_job(QUEUE, j.id).state == "active"], message="a start"
     )
@@ -135,6 +148,25 @@ def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker):
     wait_for(lambda: runs(key) == 4, message="the Celery-style job")
     wait_for(lambda: sent.id not in unacked_ids(), message="its ack")
     assert all(get_job(QUEUE, j.id).attempts_made == 1 for j in backlog)
+    # A solo worker's completions ride on its next take; each is still logged, once.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    completed = [line["job_id"] for line in lines if line["event"] == "job_complete"]
+    assert sorted(completed) == sorted([*(j.id for j in backlog), late.id, sent.id])
+    assert all(line["duration_ms"] >= 0 for line in lines if line["event"] == "job_complete")
+
+
+def test_take_completes_the_jobs_a_solo_worker_ran_before_it_pops():
+    job = enqueue(f"t-echo.{QUEUE}", {})
+    token, _ = take()
+    nxt = enqueue(f"t-echo.{QUEUE}", {})
+    _, reply = take(done=[(QUEUE, job.id, token, '"ok"', 100, 0)])
+    assert json.loads(reply[1])["headers"]["id"] == nxt.id
+    done = get_job(QUEUE, job.id)
+    assert (done.state, done.returnvalue, done.attempts_made) == ("completed", "ok", 1)
+    # A job whose lock went elsewhere is not completed by a late take: its flag says so.
+    stale = (QUEUE, nxt.id, "not-the-token", '"late"', 100, 0)
+    flags, *rest = scripts.run("take", *take_args(LISTS, [QUEUE], "w:1", "t", done=[stale]))
+    assert (flags, rest) == (b"0", []) and get_job(QUEUE, nxt.id).state == "active"
 
 
 def test_a_warm_shutdown_mid_backlog_leaves_no_job_claimed_and_not_run(start_worker):
@@ -254,3 +286,19 @@ def test_an_unreadable_message_is_dropped_with_a_log_line_and_the_queue_goes_on(
         channel._brpop_read()
         assert [m.headers["id"] for m in received] == [job.id]
         received[0].ack()
+
+
+def test_the_runner_claims_a_job_itself_when_its_message_carries_no_claim():
+    """A message consumed by another transport (Sentinel, a global key prefix)."""
+    from tasks.registry import get_job_type
+    from tasks.runner import execute
+
+    declared = get_job_type(f"t-echo.{QUEUE}")
+    job = enqueue(declared.name, {"value": "here"})
+    assert execute(declared, job.id, "node@host:3") == "completed"
+    done = get_job(QUEUE, job.id)
+    assert (done.returnvalue, done.attempts_made, done.worker) == ("here", 1, "node@host:3")
+    assert execute(declared, job.id, "node@host:3") == "skip"  # a second copy does not run
+    Queue(QUEUE).pause()
+    paused = enqueue(declared.name, {"value": "later"})
+    assert execute(declared, paused.id, "node@host:3") == "paused"

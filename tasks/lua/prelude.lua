@@ -153,3 +153,16 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
   emit(p, q, maxlen, 'active', id, 'worker', worker)
   return {'ok', f[2], f[3], f[4], f[5], f[6], f[7]}
 end
+
+-- An attempt succeeded: complete.lua, or take.lua carrying the last job of a solo worker.
+-- Returns 1, or 0 when `token` no longer holds the job (it was found stalled).
+local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
+  local k, now = end_attempt(p, q, id, token)
+  if not k then return 0 end
+  redis.call('HSET', k, 'state', 'completed', 'finishedOn', now, 'returnvalue', returnvalue)
+  redis.call('ZADD', skey(p, q, 'completed'), now, id)
+  count_minute(p, q, now, 'completed', 1)
+  emit(p, q, maxlen, 'completed', id, 'returnvalue', returnvalue)
+  trim(p, q, 'completed', id, keep, age, now)
+  return 1
+end

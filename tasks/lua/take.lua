@@ -5,22 +5,34 @@
 -- A message sent the Celery way (no job yet) gets kombu's unacked entry, as kombu would write.
 -- Copies that must not run (a duplicate, a removed job, a paused queue, over the rate limit)
 -- are dropped here and the next message is tried, up to `max pops` of them.
+-- A worker running jobs in its consumer's thread (-P solo) first completes here the jobs it
+-- just ran (BullMQ's moveToCompleted fetching the next job): one round trip per job.
 -- ARGV: prefix, worker, token, lock ms, maxlen, unacked hash, unacked index, max pops,
+--       n done, then per done job: queue, id, token, returnvalue, keep, age ms;
 --       n lists, lists... (in kombu's order: priority, then queue), then per queue with a
 --       rate limit: queue, rate max, rate ms
--- Returns nil when every list is empty (after dropping any copies), {} when `max pops`
---         copies were dropped and more may wait,
---         {list, message} for a Celery message,
---         {list, message, name, data, opts, attemptsMade, attempts, createdAt} for a job.
+-- Returns {done} when every list is empty (after dropping any copies), {done, 0} when
+--         `max pops` copies were dropped and more may wait, {done, list, message} for a
+--         Celery message, or for a job:
+--         {done, list, message, name, data, opts, attemptsMade, attempts, createdAt};
+--         `done` has a character per done job: 1 completed, 0 its lock was lost.
 local p, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lock_ms, maxlen = tonumber(ARGV[4]), ARGV[5]
 local unacked, unacked_index = ARGV[6], ARGV[7]
-local max_pops, n = tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_pops, n_done = tonumber(ARGV[8]), tonumber(ARGV[9])
+local done = {}
+for i = 10, 9 + n_done * 6, 6 do
+  done[#done + 1] = complete_job(p, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+                                 tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), maxlen)
+end
+done = table.concat(done)
+local at = 10 + n_done * 6
+local n = tonumber(ARGV[at])
 local lmpop = {n}
-for i = 1, n do lmpop[#lmpop + 1] = ARGV[9 + i] end
+for i = 1, n do lmpop[#lmpop + 1] = ARGV[at + i] end
 lmpop[#lmpop + 1] = 'RIGHT'
 local limits = {}
-for i = 10 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])} end
+for i = at + 1 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])} end
 
 -- A message sent the Celery way: kombu's unacked entry, as kombu's QoS.append writes it.
 -- A message kombu could not read either (not JSON, no delivery tag) is handed over as it
@@ -28,12 +40,14 @@ for i = 10 + n, #ARGV, 3 do limits[ARGV[i]] = {tonumber(ARGV[i + 1]), tonumber(A
 local function as_celery(list, raw, message)
   local props = type(message) == 'table' and message.properties
   local info = type(props) == 'table' and props.delivery_info
-  if type(info) ~= 'table' or type(props.delivery_tag) ~= 'string' then return {list, raw} end
+  if type(info) ~= 'table' or type(props.delivery_tag) ~= 'string' then
+    return {done, list, raw}
+  end
   local t = redis.call('TIME')
   redis.call('ZADD', unacked_index, tonumber(t[1]) + tonumber(t[2]) / 1e6, props.delivery_tag)
   redis.call('HSET', unacked, props.delivery_tag, '[' .. raw .. ', ' ..
              cjson.encode(info.exchange) .. ', ' .. cjson.encode(info.routing_key) .. ']')
-  return {list, raw}
+  return {done, list, raw}
 end
 
 local function decode(raw)
@@ -43,7 +57,7 @@ end
 
 for _ = 1, max_pops do
   local popped = redis.call('LMPOP', unpack(lmpop))
-  if not popped then return nil end
+  if not popped then return {done} end
   local list, raw = popped[1], popped[2][1]
   -- A job's message (built by publish() in prelude.lua, or re-sent by kombu's json, which
   -- writes the same separators) is read without decoding it: quotes inside JSON strings
@@ -55,7 +69,7 @@ for _ = 1, max_pops do
   local limit = limits[q] or {0, 0}
   local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2])
   if claim[1] == 'ok' then
-    return {list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
+    return {done, list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
   end
   if claim[1] == 'missing' then
     -- No such job: make sure the match was the top-level header before dropping it.
@@ -66,4 +80,4 @@ for _ = 1, max_pops do
     end
   end
 end
-return {}
+return {done, 0}
