@@ -109,10 +109,14 @@ class Completions:
 
     def complete_now(self) -> None:
         done = self.take_all()
-        if done:
-            maxlen = settings.JOBYARD["EVENTS_MAXLEN"]
-            flags = "".join(str(scripts.run("complete", *args, maxlen)) for args, _ in done)
-            self.logged(done, flags)
+        maxlen = settings.JOBYARD["EVENTS_MAXLEN"]
+        for i, (args, fields) in enumerate(done):
+            try:
+                flag = scripts.run("complete", *args, maxlen)
+            except Exception:  # Redis away: keep what is left for the next attempt
+                self.put_back(done[i:])
+                raise
+            self.logged([(args, fields)], str(flag))
 
 
 completions = Completions()
