@@ -36,7 +36,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from tasks import scripts
 
@@ -250,6 +250,9 @@ class Channel(kombu_redis.Channel):
                 completions.put_back(done)
                 self.client.connection.disconnect()
                 raise
+            except ResponseError:  # refused (a full or read-only Redis): nothing was written
+                completions.put_back(done)
+                raise
         finally:
             self._in_poll = None
             self._take_token = None
@@ -273,13 +276,24 @@ class Channel(kombu_redis.Channel):
 
     def _blocking_read(self, **options: Any) -> bool:
         """Stock BRPOP, read as kombu reads it; a job's message is then claimed."""
-        key, payload = self._read_brpop(**options)
-        if self._is_job(payload) and not self._claim(key, payload):
+        key, raw = self._read_brpop(**options)
+        payload = _readable(raw)
+        if payload is None:
+            log.error("message_unreadable", list=key, message=bytes_to_str(raw)[:200])
             raise kombu_redis.Empty()
+        if self._is_job(payload):
+            try:
+                claimed = self._claim(key, payload)
+            except Exception:  # Redis refused the script (full, read-only): keep the message
+                with self.conn_or_acquire() as client:
+                    client.rpush(key, raw)
+                raise
+            if not claimed:
+                raise kombu_redis.Empty()
         self._deliver_popped(key, payload)
         return True
 
-    def _read_brpop(self, **options: Any) -> tuple[str, dict[str, Any]]:
+    def _read_brpop(self, **options: Any) -> tuple[str, bytes]:
         try:
             try:
                 popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -293,7 +307,7 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
         self._taking = True
         key, raw = popped
-        return bytes_to_str(key), loads(bytes_to_str(raw))
+        return bytes_to_str(key), raw
 
     def _is_job(self, payload: dict[str, Any]) -> bool:
         return (payload.get("headers") or {}).get("origin") == ORIGIN and not self.global_keyprefix
@@ -344,9 +358,11 @@ class Channel(kombu_redis.Channel):
             try:
                 if self._take_token is not None:
                     key, payload = self._read_take()
-                else:
-                    key, payload = self._read_brpop()
-                self._hand_back(key, payload)
+                    self._hand_back(key, payload)
+                else:  # popped by BRPOP, nothing recorded yet: back to the front
+                    key, raw = self._read_brpop()
+                    with self.conn_or_acquire() as client:
+                        client.rpush(key, raw)
             except kombu_redis.Empty:
                 pass
             except Exception:  # Redis away: a claim left behind is found stalled later
@@ -368,9 +384,6 @@ class Channel(kombu_redis.Channel):
             release(key, payload)
         elif tag in self.qos._recorded:  # take.lua wrote its unacked entry: restore it
             self.qos.restore_by_tag(tag)
-        else:  # popped by BRPOP, nothing recorded yet
-            with self.conn_or_acquire() as client:
-                client.rpush(key, dumps(payload))
         self.qos._recorded.discard(tag)
 
 

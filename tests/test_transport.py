@@ -302,3 +302,28 @@ def test_the_runner_claims_a_job_itself_when_its_message_carries_no_claim():
     Queue(QUEUE).pause()
     paused = enqueue(declared.name, {"value": "later"})
     assert execute(declared, paused.id, "node@host:3") == "paused"
+
+
+def test_a_claim_redis_refuses_puts_the_popped_message_back(monkeypatch):
+    """An idle worker's BRPOP pops the message; a full Redis then refuses claim.lua."""
+    from redis.exceptions import ResponseError
+
+    job = enqueue(f"t-echo.{QUEUE}", {})
+    real_run = scripts.run
+
+    def refusing(name, *args, **kwargs):
+        if name == "claim":
+            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        return real_run(name, *args, **kwargs)
+
+    with app.connection_for_read() as conn:
+        channel = _consumer(conn)
+        channel._taking = False  # idle: the next read is a BRPOP
+        monkeypatch.setattr(scripts, "run", refusing)
+        channel._brpop_start()
+        with pytest.raises(ResponseError):
+            channel._brpop_read()
+        monkeypatch.setattr(scripts, "run", real_run)
+        channel.close()
+    assert get_redis().llen(NORMAL) == 1 and get_job(QUEUE, job.id).state == "waiting"
+    assert json.loads(take()[1][1])["headers"]["id"] == job.id
