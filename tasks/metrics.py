@@ -16,6 +16,7 @@ from django.conf import settings
 
 from tasks import scripts
 from tasks.connection import get_redis
+from tasks.queue import counts_by_state
 
 WINDOW_MINUTES = 60
 
@@ -59,14 +60,7 @@ def _queue_figures(
     return {
         "queue": queue,
         "paused": bool(paused),
-        "counts": {
-            "waiting": 0 if paused else wait,
-            "active": active,
-            "completed": completed,
-            "failed": failed,
-            "delayed": delayed,
-            "paused": wait if paused else 0,
-        },  # fmt: skip
+        "counts": counts_by_state(wait, active, completed, failed, delayed, paused),
         "completedPerMinute": per_minute("completed"),
         "failedPerMinute": per_minute("failed"),
         "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),
