@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 import traceback
-import uuid
 from functools import lru_cache
 from typing import Any
 
@@ -30,7 +29,7 @@ from tasks.errors import InvalidJobData, JobyardError, PermanentError
 from tasks.job import Job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
-from tasks.transport import CLAIM_HEADER, ORIGIN, completions
+from tasks.transport import CLAIM_HEADER, ORIGIN, claim, completions
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -89,25 +88,13 @@ def _claim(declared: JobType, job_id: str, worker: str) -> dict[str, Any] | str:
 
     Returns the claim, shaped like the transport's CLAIM_HEADER, or why the job must not run.
     """
-    conf = settings.JOBYARD
-    queue = declared.queue
-    rate_max, rate_ms = settings.JOBYARD_QUEUES[queue]["rate_limit"] or (0, 0)
-    token = uuid.uuid4().hex
-    claim = scripts.run(
-        "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"],
-        conf["EVENTS_MAXLEN"], rate_max, rate_ms,
-    )  # fmt: skip
-    outcome = claim[0].decode()
-    if outcome != "ok":
-        # A duplicate delivery, a removed job, a paused queue or a rate limit: not run.
-        detail = claim[1].decode() if len(claim) > 1 and isinstance(claim[1], bytes) else None
-        log.debug("job_not_claimed", job_id=job_id, queue=queue, outcome=outcome, state=detail)
-        return outcome
-    _, _name, data, opts, attempts_made, _attempts, created = claim
-    return {
-        "token": token, "worker": worker, "data": data.decode(), "opts": opts.decode(),
-        "attemptsMade": int(attempts_made), "createdAt": int(created), "takenAt": time.time(),
-    }  # fmt: skip
+    claimed = claim(declared.queue, job_id, worker)
+    if isinstance(claimed, dict):
+        return claimed
+    # A duplicate delivery, a removed job, a paused queue or a rate limit: not run.
+    outcome, detail = claimed
+    log.debug("job_not_claimed", job_id=job_id, queue=declared.queue, outcome=outcome, state=detail)
+    return outcome
 
 
 def execute(

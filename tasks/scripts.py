@@ -39,9 +39,8 @@ def script(name: str) -> Script:
 
 def run(name: str, *args: Any, client: Any = None) -> Any:
     """Run script `name` with ARGV = (key prefix, *args); `client` may be a pipeline."""
-    redis_client = get_redis()
-    script = _script(name, id(redis_client))
-    return script(keys=[], args=[prefix(), *args], client=client or redis_client)
+    bound = script(name)
+    return bound(keys=[], args=[prefix(), *args], client=client or bound.registered_client)
 
 
 def prefix() -> str:

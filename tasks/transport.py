@@ -59,6 +59,33 @@ def consumer_name() -> str:
     return worker_name(node_name())
 
 
+def claim_header(token: str, worker: str, claim: list) -> dict[str, Any]:
+    """What a claim hands the runner (the CLAIM_HEADER), from claim_job's reply after 'ok'."""
+    _name, data, opts, attempts_made, _attempts, created = claim
+    return {
+        "token": token, "worker": worker, "data": bytes_to_str(data), "opts": bytes_to_str(opts),
+        "attemptsMade": int(attempts_made), "createdAt": int(created), "takenAt": time(),
+    }  # fmt: skip
+
+
+def claim(queue: str, job_id: str, worker: str) -> dict[str, Any] | tuple[str, str | None]:
+    """claim.lua for a job whose message this process already holds.
+
+    Returns the claim (see claim_header), or why the job must not run: (outcome, detail).
+    """
+    conf = settings.JOBYARD
+    rate_max, rate_ms = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit") or (0, 0)
+    token = uuid.uuid4().hex
+    reply = scripts.run(
+        "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"],
+        rate_max, rate_ms,
+    )  # fmt: skip
+    if reply[0] != b"ok":
+        detail = reply[1] if len(reply) > 1 and isinstance(reply[1], bytes) else None
+        return bytes_to_str(reply[0]), detail and bytes_to_str(detail)
+    return claim_header(token, worker, reply[1:])
+
+
 class Completions:
     """Successful attempts a worker ran in its consumer's thread (`-P solo`), not yet written.
 
@@ -193,6 +220,7 @@ class Channel(kombu_redis.Channel):
     #: Ask with take.lua (True) or block in BRPOP (False, after take.lua found nothing).
     _taking = True
     _take_token: str | None = None
+    _take_worker: str = ""
     _take_done: list = []  # noqa: RUF012  (replaced, never mutated)
 
     @contextmanager
@@ -217,12 +245,12 @@ class Channel(kombu_redis.Channel):
             return
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         self._take_done = completions.take_all()
-        self._take_token = uuid.uuid4().hex
+        self._take_token, self._take_worker = uuid.uuid4().hex, consumer_name()
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
         self.client.connection.send_command(
             "EVALSHA", _take_sha(), 0, scripts.prefix(),
-            *take_args(lists, queues, consumer_name(), self._take_token,
+            *take_args(lists, queues, self._take_worker, self._take_token,
                        self.unacked_key, self.unacked_index_key,
                        [args for args, _ in self._take_done]),
         )  # fmt: skip
@@ -271,7 +299,7 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
         if claim:
-            self._attach_claim(key, payload, token, consumer_name(), claim)
+            self._attach_claim(key, payload, claim_header(token, self._take_worker, claim))
         return key, payload
 
     def _blocking_read(self, **options: Any) -> bool:
@@ -315,30 +343,17 @@ class Channel(kombu_redis.Channel):
     def _claim(self, key: str, payload: dict[str, Any]) -> bool:
         """Claim a popped job's message; False when it must not run (it is dropped)."""
         queue = payload["properties"]["delivery_info"]["routing_key"]
-        conf = settings.JOBYARD
-        rate_max, rate_ms = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit") or (0, 0)
-        token, worker = uuid.uuid4().hex, consumer_name()
-        claim = scripts.run(
-            "claim", queue, payload["headers"]["id"], worker, token, conf["LOCK_DURATION_MS"],
-            conf["EVENTS_MAXLEN"], rate_max, rate_ms,
-        )  # fmt: skip
-        if claim[0] != b"ok":
+        claimed = claim(queue, payload["headers"]["id"], consumer_name())
+        if not isinstance(claimed, dict):
             return False
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
-        self._attach_claim(key, payload, token, worker, claim[1:])
+        self._attach_claim(key, payload, claimed)
         return True
 
-    def _attach_claim(
-        self, key: str, payload: dict[str, Any], token: str, worker: str, claim: list
-    ) -> None:
+    def _attach_claim(self, key: str, payload: dict[str, Any], claimed: dict[str, Any]) -> None:
         """The claim rides to the runner in a header; its tag is then acked by the registry."""
-        _name, data, opts, attempts_made, _attempts, created = claim
         self.qos._claimed[payload["properties"]["delivery_tag"]] = (key, payload)
-        payload["headers"][CLAIM_HEADER] = {
-            "token": token, "worker": worker, "data": bytes_to_str(data),
-            "opts": bytes_to_str(opts), "attemptsMade": int(attempts_made),
-            "createdAt": int(created), "takenAt": time(),
-        }  # fmt: skip
+        payload["headers"][CLAIM_HEADER] = claimed
 
     def _deliver_popped(self, key: str, payload: dict[str, Any]) -> None:
         if not self.global_keyprefix:
