@@ -1,0 +1,31 @@
+"""The job state vocabulary: the one definition every layer (registry, API, CLI, admin) reads.
+
+A job is in exactly one state. `paused` is how a waiting job of a paused queue reads back:
+the registry keeps both in the queue's `wait` set, and the queue's paused flag decides.
+"""
+
+from __future__ import annotations
+
+#: Every state a job can be in, in the order listings and counts show them.
+STATES = ("waiting", "delayed", "active", "completed", "failed", "paused")
+#: States a job leaves only by retry, removal or retention.
+FINISHED = ("completed", "failed")
+#: States `Queue.clean` may remove from: an active job is held by its worker, never cleaned.
+CLEANABLE = ("completed", "failed", "delayed", "waiting", "paused")
+#: The archive's states: the registry's, with `paused` archived as `waiting` (pause is the
+#: queue's state, and no per-job event says when it ends), plus `cancelled` (a waiting or
+#: delayed job cancelled by an operator).
+ARCHIVE_STATES = ("waiting", "delayed", "active", "completed", "failed", "cancelled")
+
+#: The registry's set per state (tasks.keys.state); paused jobs live in `wait`.
+STATE_SET = {
+    "waiting": "wait", "paused": "wait", "delayed": "delayed", "active": "active",
+    "completed": "completed", "failed": "failed",
+}  # fmt: skip
+
+#: Events on a queue's stream: one per state change, each naming the job (see tasks.events).
+JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "delayed", "retrying",
+              "stalled", "removed")  # fmt: skip
+#: Events about the queue itself (jobId names the queue's marker, not a job).
+QUEUE_EVENTS = ("paused", "resumed")
+EVENTS = JOB_EVENTS + QUEUE_EVENTS
