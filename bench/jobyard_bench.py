@@ -21,7 +21,7 @@ from django.conf import settings
 
 import tasks
 from bench import common
-from tasks import scripts
+from tasks import keys
 from tasks.connection import get_redis
 
 QUEUE = "default"
@@ -104,7 +104,7 @@ def probe(r: redis.Redis, n: int, first_minute: int) -> Callable[[], tuple[int, 
         pipe = r.pipeline(transaction=False)
         common.broker_backlog_cmds(pipe, QUEUE)
         for minute in range(first_minute, int(time.time() // 60) + 2):
-            pipe.hget(scripts.stats_key(QUEUE, minute), "completed")
+            pipe.hget(keys.stats(QUEUE, minute), "completed")
         replies = pipe.execute()
         k = len(common.queue_keys(QUEUE))
         waiting, unacked = sum(replies[:k]), replies[k]
@@ -188,12 +188,12 @@ def many_waiting(r: redis.Redis, n: int, calls: int = 200) -> dict[str, float]:
     _check_waiting(r, n)
     queue = tasks.Queue(QUEUE)
     # Where the bytes are: one job's hash, and one broker message (a Redis list entry).
-    job_id = r.zrange(scripts.state_key(QUEUE, "wait"), 0, 0)[0].decode()
+    job_id = r.zrange(keys.state(QUEUE, "waiting"), 0, 0)[0].decode()
     message = next(r.lindex(key, 0) for key in common.queue_keys(QUEUE) if r.llen(key))
     return {
         "n": n,
-        "sample_job_hash_bytes": r.memory_usage(scripts.job_key(QUEUE, job_id)),
-        "sample_job_hash_fields": r.hlen(scripts.job_key(QUEUE, job_id)),
+        "sample_job_hash_bytes": r.memory_usage(keys.job(QUEUE, job_id)),
+        "sample_job_hash_fields": r.hlen(keys.job(QUEUE, job_id)),
         "sample_message_bytes": len(message),
         "fill_jobs_per_s": n / fill_s,
         "bytes_per_waiting_job": (after - before) / n,

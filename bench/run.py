@@ -349,7 +349,7 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
     result["producer_celery_jobyard_transport"] = step(
         "profile/producer-celery-jobyard-transport",
         lambda: celery_producer(
-            make_app("tasks.transport:Transport", "bench_celery_jt"), "producer_celery_jt"
+            make_app("tasks.worker.transport:Transport", "bench_celery_jt"), "producer_celery_jt"
         ),
     )
 
@@ -381,7 +381,7 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
             k[0].endswith("celery/fixups/django.py")
             and k[2] in ("on_task_prerun", "on_task_postrun")
         ),
-        "jobyard_execute": lambda k: k[0].endswith("tasks/runner.py") and k[2] == "execute",
+        "jobyard_execute": lambda k: k[0].endswith("tasks/worker/runner.py") and k[2] == "execute",
         "jobyard_scripts": lambda k: k[0].endswith("tasks/scripts.py") and k[2] == "run",
         "structlog": lambda k: (
             k[0].endswith("structlog/stdlib.py") and k[2] in ("info", "debug", "warning")

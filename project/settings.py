@@ -202,7 +202,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 #: Reuses one Redis client per channel instead of building one per operation.
-CELERY_BROKER_TRANSPORT = "tasks.transport:Transport" if not REDIS_SENTINELS else None
+CELERY_BROKER_TRANSPORT = "tasks.worker.transport:Transport" if not REDIS_SENTINELS else None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

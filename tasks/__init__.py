@@ -16,14 +16,15 @@ from tasks.errors import (
     WaitTimeout,
 )
 from tasks.events import Event, subscribe
-from tasks.job import Job, get_job
+from tasks.job import Job, find_job, get_job
 from tasks.metrics import all_queue_metrics, get_workers
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type, job_types
+from tasks.scheduling.defaults import default_schedule
 
 __all__ = [
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
-    "all_queue_metrics", "enqueue", "enqueue_bulk", "get_job", "get_job_type", "get_workers",
-    "job_type", "job_types", "subscribe",
+    "all_queue_metrics", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
+    "get_job_type", "get_workers", "job_type", "job_types", "subscribe",
 ]  # fmt: skip

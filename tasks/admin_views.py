@@ -21,9 +21,9 @@ from django.views.decorators.http import require_POST
 from tasks import InvalidJobData, InvalidJobOptions, Queue, UnknownJobType, enqueue, get_job
 from tasks.dashboard import BACKLOG_WAITING, FAILING_MIN_FINISHED, FAILING_RATE, dashboard_context
 from tasks.errors import UnknownQueue
-from tasks.job import FINISHED
 from tasks.recorder import recorder_lag
 from tasks.registry import job_types
+from tasks.states import FINISHED
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:

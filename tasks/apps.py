@@ -7,8 +7,10 @@ class TasksConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        # The worker's maintenance loop hooks into Celery's worker signals.
-        from tasks import worker  # noqa: F401
+        # Before any jobs module: each job type's Celery task is made as it is declared.
+        from tasks.worker import install
+
+        install()
 
         # Every process (web, worker, beat, shell) knows every job type, not only workers.
         autodiscover_modules("jobs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import cache
 
 import redis
@@ -22,3 +23,9 @@ def _client_for_pid(pid: int) -> redis.Redis:
 
 def get_redis() -> redis.Redis:
     return _client_for_pid(os.getpid())
+
+
+def process_name(hostname: str | None = None) -> str:
+    """How this process names itself in Redis (a job's worker, a consumer, a lease owner):
+    `host:pid`, with Celery's node name as the host inside a worker."""
+    return f"{hostname or socket.gethostname()}:{os.getpid()}"

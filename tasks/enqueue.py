@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 
 from tasks import scripts
@@ -28,14 +27,10 @@ from tasks.registry import dumps, get_job_type
 BULK_CHUNK = 500
 
 
-#: What enqueue.lua answers per job it created: the state it is in.
-_CREATED_AS = {1: "waiting", 2: "paused", 3: "delayed"}
-
-
 @dataclass(frozen=True)
 class _Prepared:
     job: Job
-    args: tuple[Any, ...]
+    new: scripts.NewJob
 
 
 def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) -> _Prepared:
@@ -48,19 +43,15 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
         queue=declared.queue, id=job_id, name=name, data=params, opts=stored_opts,
         attempts=opts.attempts or 1, priority=opts.priority_step() + 1,
     )  # fmt: skip
-    args = (job_id, name, dumps(params), dumps(stored_opts), opts.priority_step(),
-            opts.timelimit(), opts.delay, opts.attempts or 1)  # fmt: skip
-    return _Prepared(job, args)
+    new = scripts.NewJob(job_id, name, dumps(params), dumps(stored_opts), opts.priority_step(),
+                         opts.timelimit(), opts.delay, opts.attempts or 1)  # fmt: skip
+    return _Prepared(job, new)
 
 
 def _write(
     queue: str, prepared: Sequence[_Prepared], pipe: Any = None, publish: bool = True
 ) -> Any:
-    flat = [value for p in prepared for value in p.args]
-    return scripts.run(
-        "enqueue", queue, settings.JOBYARD["EVENTS_MAXLEN"], len(prepared), int(publish), *flat,
-        client=pipe,
-    )  # fmt: skip
+    return scripts.enqueue(queue, [p.new for p in prepared], publish=publish, client=pipe)
 
 
 def _settle(prepared: Sequence[_Prepared], created: Sequence[int]) -> list[Job]:
@@ -68,7 +59,7 @@ def _settle(prepared: Sequence[_Prepared], created: Sequence[int]) -> list[Job]:
     for p, was_created in zip(prepared, created, strict=True):
         if was_created:
             job = p.job
-            job.state = _CREATED_AS[was_created]
+            job.state = scripts.CREATED_AS[was_created]
         else:  # the id existed: hand back that job, untouched
             job = get_job(p.job.queue, p.job.id) or p.job
         jobs.append(job)

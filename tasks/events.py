@@ -8,12 +8,13 @@ skips ahead; the registry, not the stream, is the record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys
 from tasks.connection import get_redis
 
 
@@ -30,25 +31,42 @@ class Event:
 
 
 def last_event_id(queue: str) -> str:
-    newest = get_redis().xrevrange(scripts.events_key(queue), count=1)
+    newest = get_redis().xrevrange(keys.events(queue), count=1)
     return newest[0][0].decode() if newest else "0-0"
+
+
+def _decode(queue: str, entry_id: bytes, raw: dict[bytes, bytes]) -> Event:
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    return Event(queue, entry_id.decode(), fields.pop("event"), fields.pop("jobId"), fields)
+
+
+def recent_job_event(
+    queue: str, job_id: str, kinds: Iterable[str], scan: int = 1000
+) -> Event | None:
+    """The newest event of `kinds` about `job_id` among the queue's last `scan` events.
+
+    For a job already gone from the registry (removed on completion): its fate is still on
+    the stream for a while. One XREVRANGE of at most `scan` entries.
+    """
+    wanted = set(kinds)
+    for entry_id, raw in get_redis().xrevrange(keys.events(queue), count=scan):
+        event = _decode(queue, entry_id, raw)
+        if event.job_id == job_id and event.event in wanted:
+            return event
+    return None
 
 
 def read_events(
     cursors: dict[str, str], block_ms: int | None = None, count: int = 1000
 ) -> list[Event]:
     """Events after each queue's cursor, oldest first; waits up to block_ms for one."""
-    streams = {scripts.events_key(queue): cursor for queue, cursor in cursors.items()}
-    by_key = {scripts.events_key(queue): queue for queue in cursors}
+    streams = {keys.events(queue): cursor for queue, cursor in cursors.items()}
+    by_key = {keys.events(queue): queue for queue in cursors}
     reply = get_redis().xread(streams, count=count, block=block_ms)
     events = []
     for key, entries in reply or []:
         queue = by_key[key.decode()]
-        for entry_id, raw in entries:
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
-            events.append(
-                Event(queue, entry_id.decode(), fields.pop("event"), fields.pop("jobId"), fields)
-            )
+        events += [_decode(queue, entry_id, raw) for entry_id, raw in entries]
     return events
 
 
@@ -63,6 +81,18 @@ def subscribe(queues: Iterable[str] | None = None, *, from_id: str = "$",
     # Fixed now, not at the first next(): events sent in between are not missed.
     cursors = {q: last_event_id(q) if from_id == "$" else from_id for q in names}
     return _follow(cursors, block_ms)
+
+
+def job_events(queue: str, job_id: str, cursor: str, timeout: float) -> Iterator[Event]:
+    """The events of one job after `cursor` (a stream id of `queue`), as they happen, for
+    up to `timeout` seconds; the caller stops at the event it waits for. Blocks in Redis
+    (XREAD, at most 5 s a call), never in a polling loop."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        for event in read_events({queue: cursor}, max(1, int(min(remaining, 5) * 1000))):
+            cursor = event.id
+            if event.job_id == job_id:
+                yield event
 
 
 def _follow(cursors: dict[str, str], block_ms: int) -> Iterator[Event]:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.errors import InvalidJobState, JobFailed, WaitTimeout
+from tasks.events import Event, job_events, last_event_id, recent_job_event
+from tasks.registry import check_queue, dumps
+from tasks.states import FINISHED
 
-STATES = ("waiting", "delayed", "active", "completed", "failed", "paused")
-FINISHED = ("completed", "failed")
+#: The events that end a wait for a job.
+_ENDINGS = ("completed", "failed", "removed")
 
 
 @dataclass
@@ -98,9 +100,6 @@ class Job:
         the job, so a job that finishes between the two reads is not missed, and the result
         comes from the finishing event, so a job removed on completion still returns it.
         """
-        from tasks.events import last_event_id, read_events
-
-        deadline = time.monotonic() + timeout
         cursor = last_event_id(self.queue)
         current = get_job(self.queue, self.id)
         if current is not None and current.state in FINISHED:
@@ -109,23 +108,27 @@ class Job:
                 raise JobFailed(self.id, self.failed_reason or "")
             return self.returnvalue
         if current is None and self.state is not None:
-            raise InvalidJobState(f"job {self.id} no longer exists in queue {self.queue!r}")
-        while (remaining := deadline - time.monotonic()) > 0:
-            for event in read_events({self.queue: cursor}, int(min(remaining, 5) * 1000)):
-                cursor = event.id
-                if event.job_id != self.id:
-                    continue
-                if event.event == "completed":
-                    self.state = "completed"
-                    self.returnvalue = json.loads(event.fields["returnvalue"])
-                    return self.returnvalue
-                if event.event == "failed":
-                    self.state = "failed"
-                    self.failed_reason = event.fields.get("failedReason", "")
-                    raise JobFailed(self.id, self.failed_reason)
-                if event.event == "removed":
-                    raise InvalidJobState(f"job {self.id} was removed")
+            # Gone already (removed on completion before this wait began): its end may
+            # still be on the stream.
+            ended = recent_job_event(self.queue, self.id, _ENDINGS)
+            if ended is None:
+                raise InvalidJobState(f"job {self.id} no longer exists in queue {self.queue!r}")
+            return self._ended(ended)
+        for event in job_events(self.queue, self.id, cursor, timeout):
+            if event.event in _ENDINGS:
+                return self._ended(event)
         raise WaitTimeout(f"job {self.id} did not finish within {timeout:g} s")
+
+    def _ended(self, event: Event) -> Any:
+        if event.event == "completed":
+            self.state = "completed"
+            self.returnvalue = json.loads(event.fields["returnvalue"])
+            return self.returnvalue
+        if event.event == "failed":
+            self.state = "failed"
+            self.failed_reason = event.fields.get("failedReason", "")
+            raise JobFailed(self.id, self.failed_reason)
+        raise InvalidJobState(f"job {self.id} was removed")
 
     # --- changing ----------------------------------------------------------------------
 
@@ -137,47 +140,52 @@ class Job:
             raise ValueError("progress must be a number from 0 to 100 or a JSON object")
         if not isinstance(progress, dict) and not 0 <= progress <= 100:
             raise ValueError("progress must be between 0 and 100")
-        from tasks.registry import dumps
-
-        encoded = dumps(progress)
-        scripts.run(
-            "progress", self.queue, self.id, self._token, encoded, settings.JOBYARD["EVENTS_MAXLEN"]
-        )
+        scripts.progress(self.queue, self.id, self._token, dumps(progress))
         self.progress = progress
 
     def retry(self) -> None:
         """Send a failed job again, with a fresh attempt budget."""
-        retried = scripts.run("retry", self.queue, settings.JOBYARD["EVENTS_MAXLEN"], self.id)
+        retried = scripts.retry(self.queue, [self.id])
         if not retried:
             raise InvalidJobState(f"job {self.id} is not failed (state: {self.state})")
         self.refresh()
 
     def remove(self) -> None:
         """Remove the job in whatever state but active (its worker holds it)."""
-        (result,) = scripts.run("remove", self.queue, settings.JOBYARD["EVENTS_MAXLEN"], self.id)
-        if result == -1:
+        (result,) = scripts.remove(self.queue, [self.id])
+        if result == scripts.ACTIVE:
             raise InvalidJobState(f"job {self.id} is active; it can be removed once it finishes")
-        if result == 0:
+        if result == scripts.NOT_FOUND:
             raise InvalidJobState(f"job {self.id} no longer exists")
         self.state = None
 
 
 def get_job(queue: str, job_id: str) -> Job | None:
     """The job `job_id` of `queue`, or None when there is none."""
-    from tasks.registry import check_queue
-
     check_queue(queue)
     pipe = get_redis().pipeline(transaction=False)
-    pipe.hgetall(scripts.job_key(queue, job_id))
-    pipe.exists(scripts.state_key(queue, "paused"))
+    pipe.hgetall(keys.job(queue, job_id))
+    pipe.exists(keys.paused(queue))
     raw, paused = pipe.execute()
     return Job.from_hash(queue, job_id, raw, bool(paused)) if raw else None
+
+
+def find_job(job_id: str, queue: str | None = None) -> Job | None:
+    """The job `job_id` of `queue`, or of the first queue (in settings order) that holds one.
+
+    Ids are unique per queue, not across queues: a caller that knows the queue should say.
+    """
+    for name in [queue] if queue else settings.JOBYARD_QUEUES:
+        job = get_job(name, job_id)
+        if job is not None:
+            return job
+    return None
 
 
 def get_jobs(queue: str, ids: list[str], paused: bool) -> list[Job]:
     pipe = get_redis().pipeline(transaction=False)
     for job_id in ids:
-        pipe.hgetall(scripts.job_key(queue, job_id))
+        pipe.hgetall(keys.job(queue, job_id))
     return [
         Job.from_hash(queue, job_id, raw, paused)
         for job_id, raw in zip(ids, pipe.execute(), strict=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.queue import counts_by_state
+from tasks.states import counts_by_state
 
 WINDOW_MINUTES = 60
 
@@ -76,7 +76,7 @@ def _queue_figures(
 def _metrics(queues: list[str], workers: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """One script call for all `queues` (counts, the hour's series, timing summaries)."""
     now = time.time()
-    rows = scripts.run("metrics", int(now // 60), WINDOW_MINUTES, *queues)
+    rows = scripts.metrics(queues, int(now // 60), WINDOW_MINUTES)
     workers = workers if workers is not None else get_workers()
     return {q: _queue_figures(q, row, workers, now) for q, row in zip(queues, rows, strict=True)}
 
@@ -92,13 +92,13 @@ def all_queue_metrics() -> dict[str, dict[str, Any]]:
 def get_workers() -> list[dict[str, Any]]:
     """Live workers: host, queues, concurrency, running jobs, paused queues, heartbeat."""
     client = get_redis()
-    names = [n.decode() for n in client.zrange(scripts.workers_key(), 0, -1)]
+    names = [n.decode() for n in client.zrange(keys.workers(), 0, -1)]
     queues_known = list(settings.JOBYARD_QUEUES)
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.hgetall(scripts.worker_key(name))
+        pipe.hgetall(keys.worker(name))
     for queue in queues_known:
-        pipe.exists(scripts.state_key(queue, "paused"))
+        pipe.exists(keys.paused(queue))
     replies = pipe.execute()
     paused = {q for q, flag in zip(queues_known, replies[len(names) :], strict=True) if flag}
     workers, gone = [], []
@@ -122,7 +122,7 @@ def get_workers() -> list[dict[str, Any]]:
             }
         )
     if gone:
-        client.zrem(scripts.workers_key(), *gone)
+        client.zrem(keys.workers(), *gone)
     return workers
 
 
@@ -138,7 +138,7 @@ def last_day(queue: str, hours: int = 24, now: float | None = None) -> list[dict
     last_minute = int(now // 60)
     pipe = get_redis().pipeline(transaction=False)
     for m in range(first_minute, last_minute + 1):
-        pipe.hmget(scripts.stats_key(queue, m), "completed", "failed", "retried")
+        pipe.hmget(keys.stats(queue, m), "completed", "failed", "retried")
     buckets = [
         {"hour": (hour - hours + 1 + i) * 3600, "completed": 0, "failed": 0, "retried": 0}
         for i in range(hours)

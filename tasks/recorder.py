@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 
-from tasks import scripts
+from tasks import keys
 from tasks.connection import get_redis
 from tasks.job import Job, get_jobs
 from tasks.models import JobAttempt, JobRecord
@@ -76,7 +76,7 @@ _groups_ready: set[tuple[int, str]] = set()
 
 def _ensure_groups(client: redis.Redis, queues: Iterable[str]) -> None:
     for queue in queues:
-        key = scripts.events_key(queue)
+        key = keys.events(queue)
         if (id(client), key) in _groups_ready:
             continue
         try:
@@ -107,16 +107,16 @@ def _read(client: redis.Redis, batch_size: int, block_ms: int | None) -> list[En
     for queue in queues:
         # Under the lock no other recorder is mid-batch: whatever is pending is abandoned.
         _, claimed, *_ = client.xautoclaim(
-            scripts.events_key(queue), RECORDER_GROUP, me, min_idle_time=0, count=batch_size
+            keys.events(queue), RECORDER_GROUP, me, min_idle_time=0, count=batch_size
         )
         entries += _decode(queue, claimed)
     if entries:
         return entries
     reply = client.xreadgroup(
-        RECORDER_GROUP, me, {scripts.events_key(q): ">" for q in queues},
+        RECORDER_GROUP, me, {keys.events(q): ">" for q in queues},
         count=batch_size, block=block_ms,
     )  # fmt: skip
-    by_key = {scripts.events_key(q): q for q in queues}
+    by_key = {keys.events(q): q for q in queues}
     for key, items in reply or []:
         entries += _decode(by_key[key.decode()], items)
     return entries
@@ -157,7 +157,7 @@ def record_events(batch_size: int = 500, block_ms: int | None = None) -> int:
             apply_entries(entries)  # commits
             pipe = client.pipeline(transaction=False)
             for queue, ids in _ids_by_queue(entries).items():
-                pipe.xack(scripts.events_key(queue), RECORDER_GROUP, *ids)
+                pipe.xack(keys.events(queue), RECORDER_GROUP, *ids)
             pipe.execute()
             return len(entries)
         finally:
@@ -177,7 +177,7 @@ def recorder_lag() -> dict[str, int | None]:
     lag: dict[str, int | None] = {}
     for queue in settings.JOBYARD_QUEUES:
         try:
-            groups = client.xinfo_groups(scripts.events_key(queue))
+            groups = client.xinfo_groups(keys.events(queue))
         except redis.ResponseError:  # no stream yet
             groups = []
         found = [g for g in groups if g["name"].decode() == RECORDER_GROUP]

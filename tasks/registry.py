@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Task, shared_task
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -35,7 +34,6 @@ class JobType:
     defaults: JobOptions
     #: Exceptions no retry will fix: a job raising one fails at once.
     throws: tuple[type[BaseException], ...]
-    task: Task
     description: str
 
     def validate(self, data: dict[str, Any] | None) -> dict[str, Any]:
@@ -78,6 +76,7 @@ def _non_finite(value: Any, path: str = "") -> str | None:
 
 
 _REGISTRY: dict[str, JobType] = {}
+_LISTENERS: list[Callable[[JobType], None]] = []
 _SCHEMA_CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
@@ -133,22 +132,28 @@ def job_type(
         existing = _REGISTRY.get(name)
         if existing and existing.func.__qualname__ != func.__qualname__:
             raise ImproperlyConfigured(f"job type {name!r} is declared twice")
-        from tasks.runner import JobTask  # the runner needs the registry: import late
-
-        model = schema or _schema_from_signature(name, func)
-
-        def run_job(self: JobTask, *args: Any, **kwargs: Any) -> None:
-            self.run_job(args, kwargs)
-
-        task = shared_task(name=name, base=JobTask, bind=True, ignore_result=True)(run_job)
-        _REGISTRY[name] = JobType(
-            name=name, queue=queue, func=func, schema=model, defaults=defaults,
-            throws=tuple(throws), task=task,
+        declared = JobType(
+            name=name, queue=queue, func=func, schema=schema or _schema_from_signature(name, func),
+            defaults=defaults, throws=tuple(throws),
             description=inspect.cleandoc(func.__doc__ or "").split("\n\n")[0],
         )  # fmt: skip
+        _REGISTRY[name] = declared
+        for listener in _LISTENERS:
+            listener(declared)
         return func
 
     return decorate
+
+
+def on_declare(listener: Callable[[JobType], None]) -> None:
+    """Call `listener` with every job type, those declared already and those to come.
+
+    This is how the worker side (tasks.worker.runner.install_task) makes each job type's
+    Celery task without the registry importing it: the registry stays at the bottom.
+    """
+    _LISTENERS.append(listener)
+    for declared in list(_REGISTRY.values()):
+        listener(declared)
 
 
 def get_job_type(name: str) -> JobType:

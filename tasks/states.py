@@ -29,3 +29,17 @@ JOB_EVENTS = ("waiting", "active", "progress", "completed", "failed", "delayed",
 #: Events about the queue itself (jobId names the queue's marker, not a job).
 QUEUE_EVENTS = ("paused", "resumed")
 EVENTS = JOB_EVENTS + QUEUE_EVENTS
+
+
+def counts_by_state(waiting: int, active: int, completed: int, failed: int, delayed: int,
+                    paused: int | bool) -> dict[str, int]:  # fmt: skip
+    """The six counts, from the registry's five sets and the queue's paused flag: a paused
+    queue's waiting jobs count as paused (its `wait` set holds both)."""
+    return {
+        "waiting": 0 if paused else waiting,
+        "active": active,
+        "completed": completed,
+        "failed": failed,
+        "delayed": delayed,
+        "paused": waiting if paused else 0,
+    }

@@ -173,18 +173,19 @@ def start_worker(django_db_setup) -> Iterator:
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:
     """Each test starts with an empty registry and empty broker queues."""
+    from tasks import keys as registry_keys
     from tasks.connection import get_redis
 
     client = get_redis()
-    prefix = settings.JOBYARD["KEY_PREFIX"]
     # Live workers' heartbeats stay: wiping them would hide the shared worker for a beat.
+    heartbeats = (registry_keys.workers().encode(), registry_keys.worker("").encode())
     keys = [
         k
-        for k in client.scan_iter(f"{prefix}*", count=1000)
-        if not k.startswith(f"{prefix}worker".encode())
+        for k in client.scan_iter(f"{registry_keys.prefix()}*", count=1000)
+        if not k.startswith(heartbeats)
     ]
     for queue in settings.JOBYARD_QUEUES:
-        keys += [queue, *(f"{queue}:{step}" for step in range(1, 10))]
+        keys += registry_keys.broker_lists(queue)
     if keys:
         client.delete(*keys)
     yield

@@ -10,8 +10,8 @@ from django.urls import reverse
 from tasks import JobFailed, Queue, enqueue, get_workers
 from tasks.connection import get_redis
 from tasks.dashboard import bar_chart, health
+from tasks.keys import stats as stats_key
 from tasks.metrics import last_day
-from tasks.scripts import stats_key
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,16 +5,20 @@ import math
 import pytest
 from django.conf import settings
 
-from tasks import InvalidJobData, InvalidJobOptions, UnknownJobType, enqueue, enqueue_bulk
+from tasks import InvalidJobData, InvalidJobOptions, UnknownJobType, enqueue, enqueue_bulk, keys
 from tasks.connection import get_redis
 
 
 def job_state() -> tuple[set[bytes], int]:
     """Every job key and message in the registry and the broker (heartbeats aside)."""
     client = get_redis()
-    keys = {k for k in client.scan_iter("jy:*", count=1000) if b"worker" not in k}
-    messages = sum(client.llen(q) for q in settings.JOBYARD_QUEUES)
-    return keys, messages
+    heartbeats = (keys.workers().encode(), keys.worker("").encode())
+    found = {k for k in client.scan_iter(f"{keys.prefix()}*", count=1000)
+             if not k.startswith(heartbeats)}  # fmt: skip
+    messages = sum(
+        client.llen(lst) for q in settings.JOBYARD_QUEUES for lst in keys.broker_lists(q)
+    )
+    return found, messages
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from tasks import get_job
+from tasks import get_job, keys
 from tasks.connection import get_redis
 from tasks.events import read_events
 from tasks.scheduling.service import install_schedule
@@ -31,7 +31,7 @@ def due_seconds(ids: list[str]) -> list[int]:
 
 
 def leader_pid() -> int:
-    owner = get_redis().get("jy:lease:beat")
+    owner = get_redis().get(keys.lease("beat"))
     return int(owner.decode().split(":")[1]) if owner else 0
 
 

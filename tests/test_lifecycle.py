@@ -153,6 +153,17 @@ def test_it_honours_retention_options_per_job(worker):
     assert get_job("default", failed.id) is None
 
 
+def test_a_wait_that_begins_after_the_job_ended_and_was_removed_still_gets_its_fate(worker):
+    """A fast job removed on completion can be gone before its caller starts waiting."""
+    done = enqueue("t-echo.default", {"value": 3}, remove_on_complete=True)
+    failed = enqueue("t-permanent.default", {}, remove_on_fail=True)
+    wait_for(lambda: get_job("default", done.id) is None and get_job("default", failed.id) is None,
+             message="both jobs ended and removed")  # fmt: skip
+    assert done.wait_until_finished(timeout=5) == 3
+    with pytest.raises(JobFailed, match="can never work"):
+        failed.wait_until_finished(timeout=5)
+
+
 def test_it_cleans_by_age_and_state(worker):
     jobs = enqueue_bulk([("t-echo.default", {}) for _ in range(5)])
     wait_for(lambda: Queue("default").counts()["completed"] == 5)

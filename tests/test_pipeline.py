@@ -47,17 +47,18 @@ def test_it_sends_nothing_when_the_transaction_rolls_back(worker):
 def test_it_adopts_a_job_sent_the_celery_way(worker):
     """`task.delay()`, send_task, Flower and celery-beat's own scheduler still work."""
     from project.celery import app
-    from tasks import get_job_type
+    from tasks import keys
     from tasks.connection import get_redis
     from tasks.job import Job
 
     with app.connection_for_write() as conn:  # sent while no worker listens to catalog
-        sent = get_job_type("t-echo.catalog").task.apply_async(kwargs={"value": 1}, connection=conn)
-    assert get_redis().llen("catalog:4") == 1, "not on the normal priority list"
-    get_redis().delete("catalog:4")
+        sent = app.tasks["t-echo.catalog"].apply_async(kwargs={"value": 1}, connection=conn)
+    normal = keys.broker_list("catalog", 4)
+    assert get_redis().llen(normal) == 1, "not on the normal priority list"
+    get_redis().delete(normal)
     del sent
 
-    result = get_job_type("t-echo.default").task.apply_async(kwargs={"value": 7})
+    result = app.tasks["t-echo.default"].apply_async(kwargs={"value": 7})
     assert (
         Job(queue="default", id=result.id).wait_until_finished(30) == 7
     )  # state None: not yet written

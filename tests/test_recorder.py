@@ -14,9 +14,9 @@ from django.db import connection
 from tasks import JobFailed, enqueue, get_job
 from tasks import recorder as recorder_module
 from tasks.connection import get_redis
+from tasks.keys import events as events_key
 from tasks.models import JobRecord
 from tasks.recorder import RECORDER_GROUP, record_events, recorder_lag
-from tasks.scripts import events_key
 from tests.conftest import BASE_DIR, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from tasks.options import Backoff, JobOptions, parse_options
-from tasks.runner import retry_delay
+from tasks.worker.runner import retry_delay
 
 
 def test_it_waits_5_25_125_seconds_under_the_default_policy(settings):

@@ -1,4 +1,4 @@
-"""The consumer's take.lua (tasks/transport.py): pop and claim as one step.
+"""The consumer's take.lua (tasks/worker/transport.py): pop and claim as one step.
 
 Script tests call take.lua on real Redis as the transport does; channel tests drive the
 transport's channel as a worker's consumer would (take, deliver, close); worker tests run
@@ -16,23 +16,30 @@ import pytest
 from django.conf import settings
 
 from project.celery import app
-from tasks import Queue, enqueue, get_job, scripts
+from tasks import Queue, enqueue, get_job, keys, scripts
 from tasks.connection import get_redis
-from tasks.transport import MAX_POPS, take_args
+from tasks.scripts import MAX_POPS, Completion
+from tasks.worker.claims import claim_header
 from tests.conftest import runs, wait_for
 
 QUEUE = "webhooks"  # no test worker consumes it unless a test starts one
-LISTS = [QUEUE if step == 0 else f"{QUEUE}:{step}" for step in range(10)]
-NORMAL = f"{QUEUE}:4"  # the list of normal priority
+LISTS = keys.broker_lists(QUEUE)
+NORMAL = keys.broker_list(QUEUE, 4)  # the list of normal priority
 
 
-def take(worker: str = "node@host:1", done: list[tuple] = ()) -> tuple[str, list | None]:
-    """take.lua as the transport calls it: None when the lists are empty, [] when only
-    copies that must not run were popped; the flags of `done` are checked to be all 1."""
+def take(
+    worker: str = "node@host:1", done: list[Completion] = ()
+) -> tuple[str, scripts.Taken | None]:
+    """take.lua as the transport calls it: None when the lists are empty; the flags of
+    `done` are checked to be all 1."""
     token = uuid.uuid4().hex
-    flags, *reply = scripts.run("take", *take_args(LISTS, [QUEUE], worker, token, done=done))
-    assert flags == b"1" * len(done)
-    return token, (None if not reply else [] if reply == [0] else reply)
+    taken = scripts.take(LISTS, [QUEUE], worker, token, done=done)
+    assert taken.done == "1" * len(done)
+    return token, None if taken.empty else taken
+
+
+def taken_id(taken: scripts.Taken) -> str:
+    return json.loads(taken.message)["headers"]["id"]
 
 
 def unacked_ids() -> set[str]:
@@ -42,20 +49,19 @@ def unacked_ids() -> set[str]:
 
 def test_take_claims_a_job_before_its_message_leaves_redis():
     job = enqueue(f"t-echo.{QUEUE}", {"value": 7})
-    token, reply = take()
-    key, raw, name, data, opts, attempts_made, attempts, created = reply
-    message = json.loads(raw)
-    assert key == NORMAL.encode()
-    assert message["headers"]["id"] == job.id
-    assert (name, json.loads(data), int(attempts_made)) == (
-        f"t-echo.{QUEUE}".encode(),
+    token, taken = take()
+    assert taken.broker_list == NORMAL
+    assert taken_id(taken) == job.id
+    claim = taken.claim
+    assert (claim.name, json.loads(claim.data), claim.attempts_made) == (
+        f"t-echo.{QUEUE}",
         {"value": 7},
         0,
     )
     taken = get_job(QUEUE, job.id)
     assert taken.state == "active" and taken.worker == "node@host:1"
     client = get_redis()
-    assert client.get(f"{scripts.prefix()}{QUEUE}:lock:{job.id}").decode() == token
+    assert client.get(keys.lock(QUEUE, job.id)).decode() == token
     # No kombu unacked entry: the job's lock covers a crash from here on.
     assert job.id not in unacked_ids()
     assert take()[1] is None  # every list is empty
@@ -70,8 +76,7 @@ def test_take_drops_copies_that_must_not_run_and_delivers_the_next():
     removed = enqueue(f"t-echo.{QUEUE}", {"value": 2})
     get_job(QUEUE, removed.id).remove()  # its message is still in the list
     nxt = enqueue(f"t-echo.{QUEUE}", {"value": 3})
-    _, reply = take()
-    assert json.loads(reply[1])["headers"]["id"] == nxt.id
+    assert taken_id(take()[1]) == nxt.id
     assert get_job(QUEUE, first.id).state == "active" and get_job(QUEUE, removed.id) is None
     assert client.llen(NORMAL) == 0
 
@@ -83,8 +88,7 @@ def test_take_parks_a_paused_queues_jobs_and_answers_empty_handed():
     assert take()[1] is None  # popped and parked; nothing else to deliver
     assert get_job(QUEUE, job.id).state == "paused" and queue.counts()["paused"] == 1
     queue.resume()
-    _, reply = take()
-    assert json.loads(reply[1])["headers"]["id"] == job.id
+    assert taken_id(take()[1]) == job.id
 
 
 def test_take_stops_after_max_pops_of_copies_and_leaves_the_rest():
@@ -93,16 +97,16 @@ def test_take_stops_after_max_pops_of_copies_and_leaves_the_rest():
     copy = client.lindex(NORMAL, 0)
     take()
     client.lpush(NORMAL, *[copy] * (MAX_POPS + 5))
-    assert take()[1] == []  # a bounded script: it gives the loop back
+    assert take()[1].message is None  # a bounded script: it gives the loop back
     assert client.llen(NORMAL) == 5
     assert get_job(QUEUE, job.id).state == "active"
 
 
 def test_take_gives_a_celery_message_the_unacked_entry_kombu_would_write():
     result = app.send_task(f"t-echo.{QUEUE}", kwargs={"value": 5})
-    _, reply = take()
-    key, raw = reply
-    message = json.loads(raw)
+    _, taken = take()
+    assert taken.claim is None  # a Celery message: no job to claim yet
+    message = json.loads(taken.message)
     assert message["headers"]["id"] == result.id
     tag = message["properties"]["delivery_tag"]
     stored, exchange, routing_key = json.loads(get_redis().hget("unacked", tag))
@@ -117,7 +121,7 @@ def test_take_respects_priority_lists_in_order():
     low = enqueue(f"t-echo.{QUEUE}", {}, priority=9)
     high = enqueue(f"t-echo.{QUEUE}", {}, priority=1)
     normal = enqueue(f"t-echo.{QUEUE}", {})
-    ids = [json.loads(take()[1][1])["headers"]["id"] for _ in range(3)]
+    ids = [taken_id(take()[1]) for _ in range(3)]
     assert ids == [high.id, normal.id, low.id]
 
 
@@ -159,14 +163,14 @@ def test_take_completes_the_jobs_a_solo_worker_ran_before_it_pops():
     job = enqueue(f"t-echo.{QUEUE}", {})
     token, _ = take()
     nxt = enqueue(f"t-echo.{QUEUE}", {})
-    _, reply = take(done=[(QUEUE, job.id, token, '"ok"', 100, 0)])
-    assert json.loads(reply[1])["headers"]["id"] == nxt.id
+    _, taken = take(done=[Completion(QUEUE, job.id, token, '"ok"', 100, 0)])
+    assert taken_id(taken) == nxt.id
     done = get_job(QUEUE, job.id)
     assert (done.state, done.returnvalue, done.attempts_made) == ("completed", "ok", 1)
     # A job whose lock went elsewhere is not completed by a late take: its flag says so.
-    stale = (QUEUE, nxt.id, "not-the-token", '"late"', 100, 0)
-    flags, *rest = scripts.run("take", *take_args(LISTS, [QUEUE], "w:1", "t", done=[stale]))
-    assert (flags, rest) == (b"0", []) and get_job(QUEUE, nxt.id).state == "active"
+    stale = Completion(QUEUE, nxt.id, "not-the-token", '"late"', 100, 0)
+    taken = scripts.take(LISTS, [QUEUE], "w:1", "t", done=[stale])
+    assert (taken.done, taken.empty) == ("0", True) and get_job(QUEUE, nxt.id).state == "active"
 
 
 def test_a_warm_shutdown_mid_backlog_leaves_no_job_claimed_and_not_run(start_worker):
@@ -224,7 +228,7 @@ def test_a_job_received_but_never_started_goes_back_when_its_consumer_closes():
         channel.close()  # never acked, never started
     back = get_job(QUEUE, job.id)
     assert (back.state, back.attempts_made, back.stalled_count) == ("waiting", 0, 0)
-    assert json.loads(take()[1][1])["headers"]["id"] == job.id
+    assert taken_id(take()[1]) == job.id
 
 
 def test_a_closing_consumer_hands_back_what_it_took_unrun():
@@ -238,32 +242,30 @@ def test_a_closing_consumer_hands_back_what_it_took_unrun():
         0,
         None,
     )
-    assert not get_redis().exists(f"{scripts.prefix()}{QUEUE}:lock:{job.id}")
-    taken = [json.loads(take()[1][1])["headers"]["id"] for _ in range(2)]
+    assert not get_redis().exists(keys.lock(QUEUE, job.id))
+    taken = [taken_id(take()[1]) for _ in range(2)]
     assert taken == [job.id, behind.id]  # put back at the front
     sent = app.send_task(f"t-echo.{QUEUE}", kwargs={})
     _close_mid_take()
     assert sent.id not in unacked_ids()
-    assert json.loads(take()[1][1])["headers"]["id"] == sent.id
+    assert taken_id(take()[1]) == sent.id
     get_redis().delete("unacked", "unacked_index")
 
 
 def test_a_claim_held_too_long_before_it_runs_is_checked_first():
     from tasks.registry import get_job_type
-    from tasks.runner import execute
+    from tasks.worker.runner import execute
 
     lock_s = settings.JOBYARD["LOCK_DURATION_MS"] / 1000
     declared = get_job_type(f"t-echo.{QUEUE}")
     job = enqueue(declared.name, {"value": "ran"})
-    token, reply = take()
-    claim = {"token": token, "worker": "node@host:1", "data": reply[3].decode(),
-             "opts": reply[4].decode(), "attemptsMade": 0, "createdAt": int(reply[7]),
-             "takenAt": time.time() - lock_s}  # fmt: skip
+    token, taken = take()
+    claim = {**claim_header(token, "node@host:1", taken.claim), "takenAt": time.time() - lock_s}
     # Its lock went to another consumer meanwhile (it was found stalled and taken again).
-    get_redis().set(f"{scripts.prefix()}{QUEUE}:lock:{job.id}", "someone-else")
+    get_redis().set(keys.lock(QUEUE, job.id), "someone-else")
     assert execute(declared, job.id, "node@host:2", claim) == "lost"
     assert get_job(QUEUE, job.id).state == "active"  # untouched: not run here
-    get_redis().set(f"{scripts.prefix()}{QUEUE}:lock:{job.id}", token)
+    get_redis().set(keys.lock(QUEUE, job.id), token)
     assert execute(declared, job.id, "node@host:2", claim) == "completed"
     assert get_job(QUEUE, job.id).returnvalue == "ran"
 
@@ -291,7 +293,7 @@ def test_an_unreadable_message_is_dropped_with_a_log_line_and_the_queue_goes_on(
 def test_the_runner_claims_a_job_itself_when_its_message_carries_no_claim():
     """A message consumed by another transport (Sentinel, a global key prefix)."""
     from tasks.registry import get_job_type
-    from tasks.runner import execute
+    from tasks.worker.runner import execute
 
     declared = get_job_type(f"t-echo.{QUEUE}")
     job = enqueue(declared.name, {"value": "here"})
@@ -309,21 +311,19 @@ def test_a_claim_redis_refuses_puts_the_popped_message_back(monkeypatch):
     from redis.exceptions import ResponseError
 
     job = enqueue(f"t-echo.{QUEUE}", {})
-    real_run = scripts.run
+    real_claim = scripts.claim
 
-    def refusing(name, *args, **kwargs):
-        if name == "claim":
-            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
-        return real_run(name, *args, **kwargs)
+    def refusing(*args, **kwargs):
+        raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     with app.connection_for_read() as conn:
         channel = _consumer(conn)
         channel._taking = False  # idle: the next read is a BRPOP
-        monkeypatch.setattr(scripts, "run", refusing)
+        monkeypatch.setattr(scripts, "claim", refusing)
         channel._brpop_start()
         with pytest.raises(ResponseError):
             channel._brpop_read()
-        monkeypatch.setattr(scripts, "run", real_run)
+        monkeypatch.setattr(scripts, "claim", real_claim)
         channel.close()
     assert get_redis().llen(NORMAL) == 1 and get_job(QUEUE, job.id).state == "waiting"
-    assert json.loads(take()[1][1])["headers"]["id"] == job.id
+    assert taken_id(take()[1]) == job.id

@@ -19,8 +19,8 @@ from django.shortcuts import render
 from tasks import job_types
 from tasks.api.base import READ, api_view
 from tasks.api.views import CleanRequest
-from tasks.job import STATES
 from tasks.options import ID_PATTERN, JobOptions
+from tasks.states import STATES
 
 #: The job events (tasks.events) an event stream carries.
 EVENTS = ("waiting", "active", "progress", "completed", "failed", "delayed", "retrying",

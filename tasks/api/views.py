@@ -24,12 +24,13 @@ from tasks import (
     get_job_type,
     get_workers,
 )
+from tasks import find_job as find_job_in_queues
 from tasks import job_types as declared_job_types
 from tasks.api.base import READ, WRITE, api_view, parse_model, query_int, read_json, valid_id
 from tasks.api.errors import ApiError, not_found
-from tasks.job import STATES
 from tasks.options import parse_options
 from tasks.scheduling.service import list_schedules
+from tasks.states import CLEANABLE, STATES
 
 #: How many jobs `recentJobs` (status) and each list of a queue's `recent` hold.
 RECENT_JOBS = 20
@@ -123,11 +124,9 @@ def find_job(job_id: str, queue: str | None = None) -> Job:
 
     Ids are unique per queue, not across queues: a caller that knows the queue should say.
     """
-    if valid_id(job_id):
-        for name in [queue] if queue else settings.JOBYARD_QUEUES:
-            job = get_job(name, job_id)
-            if job is not None:
-                return job
+    job = find_job_in_queues(job_id, queue) if valid_id(job_id) else None
+    if job is not None:
+        return job
     raise not_found("job", f"no job {job_id!r}" + (f" in queue {queue!r}" if queue else ""))
 
 
@@ -254,7 +253,7 @@ class CleanRequest(BaseModel):
     grace: int = Field(default=0, ge=0, le=10 * 365 * 24 * 3600 * 1000,
                        description="ms: only jobs older than this")  # fmt: skip
     limit: int = Field(default=1000, ge=1, le=100_000, description="at most this many jobs")
-    state: Literal["completed", "failed", "delayed", "waiting", "paused"] = "completed"
+    state: Literal[CLEANABLE] = "completed"
 
 
 @api_view({"POST": WRITE})

@@ -3,7 +3,7 @@
 local p, lock_ms = ARGV[1], ARGV[2]
 local lost = {}
 for i = 3, #ARGV, 3 do
-  local lock = p .. ARGV[i] .. ':lock:' .. ARGV[i + 1]
+  local lock = qkey(p, ARGV[i], 'lock', ARGV[i + 1])
   if redis.call('GET', lock) == ARGV[i + 2] then
     redis.call('PEXPIRE', lock, lock_ms)
   else

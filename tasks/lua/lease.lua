@@ -1,6 +1,6 @@
 -- A leader lease. ARGV: prefix, name, owner, ttl ms, 'hold' | 'release'.
 -- hold: take the lease if free, or extend it if ours; returns 1 if we hold it.
-local key = ARGV[1] .. 'lease:' .. ARGV[2]
+local key = gkey(ARGV[1], 'lease', ARGV[2])
 if ARGV[5] == 'release' then
   if redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
   return 0

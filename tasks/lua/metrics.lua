@@ -23,7 +23,7 @@ for i = 4, #ARGV do
   local q = ARGV[i]
   local c, f, r = {}, {}, {}
   for m = minute - window + 1, minute do
-    local v = redis.call('HMGET', p .. q .. ':stats:' .. m, 'completed', 'failed', 'retried')
+    local v = redis.call('HMGET', qkey(p, q, 'stats', m), 'completed', 'failed', 'retried')
     c[#c + 1] = v[1] or '0'
     f[#f + 1] = v[2] or '0'
     r[#r + 1] = v[3] or '0'
@@ -33,7 +33,7 @@ for i = 4, #ARGV do
     redis.call('ZCARD', skey(p, q, 'completed')), redis.call('ZCARD', skey(p, q, 'failed')),
     redis.call('ZCARD', skey(p, q, 'delayed')), redis.call('EXISTS', skey(p, q, 'paused')),
     table.concat(c, ','), table.concat(f, ','), table.concat(r, ','),
-    summary(p .. q .. ':durations'), summary(p .. q .. ':waits'),
+    summary(qkey(p, q, 'durations')), summary(qkey(p, q, 'waits')),
   }
 end
 return out

@@ -1,16 +1,27 @@
--- Shared by every script (prepended by tasks/scripts.py). Keys are built here from a prefix
--- and the queue name: the registry assumes one Redis (or a Sentinel master), not a Cluster.
+-- Shared by every script (prepended by tasks/scripts.py, after the key tables generated from
+-- tasks/keys.py). Keys are built here from a prefix and the queue name, and only by these
+-- functions: the registry assumes one Redis (or a Sentinel master), not a Cluster.
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function jkey(p, q, id) return p .. q .. ':j:' .. id end
-local function skey(p, q, state) return p .. q .. ':' .. state end
+-- A queue's key `name` (QUEUE_KEYS), followed by `part` (a job id, a minute) if given.
+local function qkey(p, q, name, part)
+  local suffix = QUEUE_KEYS[name] or error('unknown queue key ' .. tostring(name))
+  if part then return p .. q .. suffix .. part end
+  return p .. q .. suffix
+end
+local function gkey(p, name, part)
+  local suffix = GLOBAL_KEYS[name] or error('unknown key ' .. tostring(name))
+  return p .. suffix .. (part or '')
+end
+local function jkey(p, q, id) return qkey(p, q, 'job', id) end
+local function skey(p, q, name) return qkey(p, q, name) end
 
 local function emit(p, q, maxlen, event, id, ...)
-  redis.call('XADD', p .. q .. ':events', 'MAXLEN', '~', maxlen, '*',
+  redis.call('XADD', qkey(p, q, 'events'), 'MAXLEN', '~', maxlen, '*',
              'event', event, 'jobId', id, ...)
 end
 
@@ -25,7 +36,7 @@ local function publish(p, q, id)
   local step = tonumber(f[2]) or 0
   local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   local list = q
-  if step > 0 then list = q .. ':' .. step end
+  if step > 0 then list = q .. BROKER_SEP .. step end
   redis.call('LPUSH', list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
     '"content-type": "application/json", "headers": {"lang": "py", "task": "' .. f[1] ..
     '", "id": "' .. id .. '", "shadow": null, "eta": null, "expires": null, "group": null, ' ..
@@ -85,7 +96,7 @@ local function trim(p, q, state, id, keep, age, now)
 end
 
 local function count_minute(p, q, now, field, amount)
-  local k = p .. q .. ':stats:' .. math.floor(now / 60000)
+  local k = qkey(p, q, 'stats', math.floor(now / 60000))
   -- A total equal to this amount means the field (and maybe the key) was just made.
   if redis.call('HINCRBY', k, field, amount) == amount then
     redis.call('EXPIRE', k, 172800)
@@ -93,7 +104,7 @@ local function count_minute(p, q, now, field, amount)
 end
 
 local function sample(p, q, name, value)
-  local k = p .. q .. ':' .. name
+  local k = qkey(p, q, name)
   redis.call('LPUSH', k, value)
   redis.call('LTRIM', k, 0, 999)
 end
@@ -107,7 +118,7 @@ local function end_attempt(p, q, id, token)
   local now = now_ms()
   local took = now - tonumber(f[3])
   redis.call('ZREM', skey(p, q, 'active'), id)
-  redis.call('DEL', p .. q .. ':lock:' .. id)
+  redis.call('DEL', qkey(p, q, 'lock', id))
   redis.call('HDEL', k, 'token')
   count_minute(p, q, now, 'ms', took)
   sample(p, q, 'durations', took)
@@ -148,7 +159,7 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
   redis.call('ZREM', skey(p, q, 'wait'), id)
   redis.call('ZADD', skey(p, q, 'active'), now, id)
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
-  redis.call('SET', p .. q .. ':lock:' .. id, token, 'PX', lock_ms)
+  redis.call('SET', qkey(p, q, 'lock', id), token, 'PX', lock_ms)
   sample(p, q, 'waits', now - tonumber(f[8] or f[7]))
   emit(p, q, maxlen, 'active', id, 'worker', worker)
   return {'ok', f[2], f[3], f[4], f[5], f[6], f[7]}

@@ -7,7 +7,7 @@ local k = jkey(p, q, id)
 local f = redis.call('HMGET', k, 'token', 'state', 'waitingSince')
 if f[1] ~= token or f[2] ~= 'active' then return 0 end
 redis.call('ZREM', skey(p, q, 'active'), id)
-redis.call('DEL', p .. q .. ':lock:' .. id)
+redis.call('DEL', qkey(p, q, 'lock', id))
 redis.call('HDEL', k, 'token', 'worker', 'processedOn')
 redis.call('HSET', k, 'state', 'waiting')
 redis.call('ZADD', skey(p, q, 'wait'), tonumber(f[3]) or now_ms(), id)

@@ -11,7 +11,7 @@ for i = 4, #ARGV do
   elseif state == 'active' then
     out[#out + 1] = -1
   else
-    local set = ({waiting = 'wait', delayed = 'delayed', completed = 'completed', failed = 'failed'})[state]
+    local set = STATE_SET[state]
     redis.call('ZREM', skey(p, q, set), id)
     redis.call('LREM', skey(p, q, 'parked'), 0, id)
     redis.call('DEL', k)

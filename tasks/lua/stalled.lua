@@ -6,7 +6,7 @@ local p, q, max_stalled, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local found = {}
 for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
-  if redis.call('EXISTS', p .. q .. ':lock:' .. id) == 0 then
+  if redis.call('EXISTS', qkey(p, q, 'lock', id)) == 0 then
     local k = jkey(p, q, id)
     redis.call('ZREM', skey(p, q, 'active'), id)
     redis.call('HDEL', k, 'token')

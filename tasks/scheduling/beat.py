@@ -8,8 +8,6 @@ time, and tasks.scheduling.firing for exactly-once runs, misfires and DST.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import uuid
 
 import structlog
@@ -19,22 +17,24 @@ from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 
 from tasks import scripts
+from tasks.connection import process_name
 from tasks.scheduling.firing import fire_due
 
 log = structlog.get_logger("jobyard.beat")
 
 
 def hold_lease(owner: str, ttl_ms: int) -> bool:
-    return bool(scripts.run("lease", "beat", owner, ttl_ms, "hold"))
+    return scripts.lease("beat", owner, ttl_ms)
 
 
 def release_lease(owner: str) -> None:
-    scripts.run("lease", "beat", owner, 0, "release")
+    scripts.release_lease("beat", owner)
 
 
 class JobyardScheduler(Scheduler):
     def __init__(self, *args, **kwargs) -> None:
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # host:pid, told apart from an earlier beat that had the same pid.
+        self.owner = f"{process_name()}:{uuid.uuid4().hex[:6]}"
         self.leading = False
         super().__init__(*args, **kwargs)
 

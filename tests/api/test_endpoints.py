@@ -6,10 +6,11 @@ import time
 import uuid
 
 import pytest
+from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tasks import JobFailed, Queue, enqueue, get_job
-from tasks.job import STATES
+from tasks import JobFailed, enqueue, get_job
+from tasks.states import STATES
 from tests.api.conftest import assert_error
 from tests.conftest import runs, wait_for
 
@@ -61,7 +62,7 @@ def test_status_gives_queue_stats_and_the_recent_jobs(api, worker):
     assert set(body) == {"queueStats", "recentJobs", "queues"}
     assert body["queueStats"] == {"waiting": 1, "active": 0, "completed": 1, "failed": 1,
                                   "delayed": 1, "paused": 0}  # fmt: skip
-    assert set(body["queues"]) == set(Queue.__init__.__globals__["settings"].JOBYARD_QUEUES)
+    assert set(body["queues"]) == set(settings.JOBYARD_QUEUES)
     recent = {j["id"]: j for j in body["recentJobs"]}
     for job in body["recentJobs"]:
         assert_job(job)

@@ -22,12 +22,12 @@ from tasks import (
     Queue,
     UnknownJobType,
     enqueue,
+    find_job,
     get_job,
     get_job_type,
     get_workers,
 )
-from tasks.events import last_event_id, read_events
-from tasks.job import STATES
+from tasks.events import job_events, last_event_id
 from tasks.management.cli import (
     BAD_INPUT,
     FAILED,
@@ -41,6 +41,7 @@ from tasks.management.cli import (
     when,
 )
 from tasks.scheduling.service import list_schedules
+from tasks.states import CLEANABLE, FINISHED, STATES
 
 
 class Command(BaseCommand):
@@ -98,7 +99,7 @@ class Command(BaseCommand):
         p = command("clean", "remove old jobs of one state")
         p.add_argument("--queue", choices=queues, help="default: every queue")
         p.add_argument("--state", default="completed",
-                       choices=["completed", "failed", "delayed", "waiting", "paused"])  # fmt: skip
+                       choices=CLEANABLE)  # fmt: skip
         p.add_argument("--grace", type=int, default=0, metavar="MS",
                        help="only jobs older than MS ms (default 0: all of them)")  # fmt: skip
         p.add_argument("--limit", type=int, default=1000, help="per queue; default 1000")
@@ -130,10 +131,9 @@ class Command(BaseCommand):
         self.stdout.write(dumps(value) if as_json else text)
 
     def _find(self, job_id: str, queue: str | None) -> Job:
-        for name in [queue] if queue else settings.JOBYARD_QUEUES:
-            job = get_job(name, job_id)
-            if job is not None:
-                return job
+        job = find_job(job_id, queue)
+        if job is not None:
+            return job
         where = f" in queue {queue!r}" if queue else ""
         raise CommandError(f"no job {job_id!r}{where}", returncode=NOT_FOUND)
 
@@ -177,34 +177,29 @@ class Command(BaseCommand):
         import json
 
         current = get_job(job.queue, job.id)
-        if current is not None and current.state in ("completed", "failed"):
+        if current is not None and current.state in FINISHED:
             if current.state == "completed":
                 return "completed", current.returnvalue
             return "failed", current.failed_reason
         tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        deadline = time.monotonic() + timeout
         shown = False
-        while (remaining := deadline - time.monotonic()) > 0:
-            for event in read_events({job.queue: cursor}, int(min(remaining, 5) * 1000) or 1):
-                cursor = event.id
-                if event.job_id != job.id:
-                    continue
-                if event.event == "progress":
-                    bar = progress_bar(json.loads(event.fields["progress"]))
-                    self.stderr.write(("\r" + bar) if tty else bar, ending="" if tty else "\n")
-                    self.stderr.flush()
-                    shown = True
-                elif event.event in ("completed", "failed", "removed"):
-                    if shown and tty:
-                        self.stderr.write("")
-                    if event.event == "completed":
-                        return "completed", json.loads(event.fields["returnvalue"])
-                    if event.event == "failed":
-                        return "failed", event.fields.get("failedReason", "")
-                    return "removed", "the job was removed"
-                elif event.event == "retrying":
-                    self.stderr.write(f"attempt {event.fields.get('attemptsMade')} failed: "
-                                      f"{event.fields.get('failedReason', '')}; retrying")  # fmt: skip
+        for event in job_events(job.queue, job.id, cursor, timeout):
+            if event.event == "progress":
+                bar = progress_bar(json.loads(event.fields["progress"]))
+                self.stderr.write(("\r" + bar) if tty else bar, ending="" if tty else "\n")
+                self.stderr.flush()
+                shown = True
+            elif event.event in ("completed", "failed", "removed"):
+                if shown and tty:
+                    self.stderr.write("")
+                if event.event == "completed":
+                    return "completed", json.loads(event.fields["returnvalue"])
+                if event.event == "failed":
+                    return "failed", event.fields.get("failedReason", "")
+                return "removed", "the job was removed"
+            elif event.event == "retrying":
+                self.stderr.write(f"attempt {event.fields.get('attemptsMade')} failed: "
+                                  f"{event.fields.get('failedReason', '')}; retrying")  # fmt: skip
         return "timed out", f"not finished within {timeout:g} s"
 
     def cmd_status(self, job_id: str | None, queue: str | None, as_json: bool, **_: Any) -> None:

@@ -18,20 +18,23 @@ Also: stock kombu builds a new redis-py client object for every operation outsid
 event loop (`conn_or_acquire`); with redis-py 8 that constructor is about a fifth of the
 CPU on each side. The pool underneath is already shared, so one client per channel is
 equivalent and safe.
+
+kombu's private members this module relies on, checked against kombu 5.x (pyproject pins
+the range; tests/test_transport.py exercises each): Channel._brpop_start / _brpop_read /
+_in_poll / _brpop_sent_at / _flush_brpop_reauth / _queue_cycle / _q_for_pri /
+_create_client / _sync_client (ours) / conn_or_acquire, Connection._deliver,
+QoS._delivered, virtual.QoS.append / ack (to skip the Redis QoS's own bookkeeping).
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from time import monotonic, time
+from time import monotonic
 from typing import Any
 
 import structlog
-from django.conf import settings
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -39,114 +42,16 @@ from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
 from tasks import scripts
-
-#: The header carrying a claim from the consumer to the runner (see runner.JobTask).
-CLAIM_HEADER = "jobyard_claim"
-#: Dropped copies (duplicates, paused, over the limit) one take.lua call may skip.
-MAX_POPS = 100
-#: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua).
-ORIGIN = "jobyard"
+from tasks.worker.claims import (
+    CLAIM_HEADER,
+    ORIGIN,
+    claim,
+    claim_header,
+    completions,
+    worker_name,
+)  # fmt: skip
 
 log = structlog.get_logger("jobyard.transport")
-jobs_log = structlog.get_logger("jobyard.jobs")  # the runner's logger: same events, one place
-
-
-def consumer_name() -> str:
-    """The name a claim records as the job's worker: node name and consumer pid."""
-    from tasks.runner import worker_name
-    from tasks.worker import node_name
-
-    return worker_name(node_name())
-
-
-def claim_header(token: str, worker: str, claim: list) -> dict[str, Any]:
-    """What a claim hands the runner (the CLAIM_HEADER), from claim_job's reply after 'ok'."""
-    _name, data, opts, attempts_made, _attempts, created = claim
-    return {
-        "token": token, "worker": worker, "data": bytes_to_str(data), "opts": bytes_to_str(opts),
-        "attemptsMade": int(attempts_made), "createdAt": int(created), "takenAt": time(),
-    }  # fmt: skip
-
-
-def claim(queue: str, job_id: str, worker: str) -> dict[str, Any] | tuple[str, str | None]:
-    """claim.lua for a job whose message this process already holds.
-
-    Returns the claim (see claim_header), or why the job must not run: (outcome, detail).
-    """
-    conf = settings.JOBYARD
-    rate_max, rate_ms = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit") or (0, 0)
-    token = uuid.uuid4().hex
-    reply = scripts.run(
-        "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"],
-        rate_max, rate_ms,
-    )  # fmt: skip
-    if reply[0] != b"ok":
-        detail = reply[1] if len(reply) > 1 and isinstance(reply[1], bytes) else None
-        return bytes_to_str(reply[0]), detail and bytes_to_str(detail)
-    return claim_header(token, worker, reply[1:])
-
-
-class Completions:
-    """Successful attempts a worker ran in its consumer's thread (`-P solo`), not yet written.
-
-    The consumer's next take.lua completes them first (one round trip per job instead of
-    two); whatever path does not take next (a blocking BRPOP, a cancelled consumer, close)
-    completes them on its own. A worker killed meanwhile leaves the job active: its lock
-    expires and it runs again, as when a worker dies just before complete.lua.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[tuple, dict[str, Any]]] = []
-        self._consumer: tuple[int, int] | None = None
-        self._mutex = threading.Lock()
-
-    def consuming_here(self) -> None:
-        """The calling thread delivers jobs that a take can complete."""
-        self._consumer = (os.getpid(), threading.get_ident())
-
-    def stop_consuming(self) -> None:
-        """Its channel closes: what was deferred is completed now, and nothing more is."""
-        self._consumer = None
-        self.complete_now()
-
-    def defer(self, args: tuple, fields: dict[str, Any]) -> bool:
-        """Keep complete.lua's `args` for the next take, if this is the consumer's thread."""
-        if self._consumer != (os.getpid(), threading.get_ident()):
-            return False
-        with self._mutex:
-            self._pending.append((args, fields))
-        return True
-
-    def take_all(self) -> list[tuple[tuple, dict[str, Any]]]:
-        with self._mutex:
-            pending, self._pending = self._pending, []
-        return pending
-
-    def put_back(self, done: list[tuple[tuple, dict[str, Any]]]) -> None:
-        with self._mutex:
-            self._pending[:0] = done
-
-    @staticmethod
-    def logged(done: list[tuple[tuple, dict[str, Any]]], flags: str) -> None:
-        for (_args, fields), flag in zip(done, flags, strict=True):
-            if flag == "1":
-                jobs_log.info("job_complete", **fields)
-            else:
-                jobs_log.warning("job_lock_lost", **fields)
-
-    def complete_now(self) -> None:
-        done = self.take_all()
-        maxlen = settings.JOBYARD["EVENTS_MAXLEN"]
-        for i, (args, fields) in enumerate(done):
-            try:
-                flag = scripts.run("complete", *args, maxlen)
-            except Exception:  # Redis away: keep what is left for the next attempt
-                self.put_back(done[i:])
-                raise
-            self.logged([(args, fields)], str(flag))
-
-
-completions = Completions()
 
 
 class QoS(kombu_redis.QoS):
@@ -206,12 +111,9 @@ def _started_tags() -> set[str]:
 
 def release(key: str, payload: dict[str, Any]) -> None:
     """Give back a job claimed but never run, and its message to the front of `key`."""
-    claim = payload["headers"].pop(CLAIM_HEADER)
-    scripts.run(
-        "release", payload["properties"]["delivery_info"]["routing_key"],
-        payload["headers"]["id"], claim["token"], settings.JOBYARD["EVENTS_MAXLEN"], key,
-        dumps(payload),
-    )  # fmt: skip
+    claimed = payload["headers"].pop(CLAIM_HEADER)
+    queue = payload["properties"]["delivery_info"]["routing_key"]
+    scripts.release(queue, payload["headers"]["id"], claimed["token"], key, dumps(payload))
 
 
 class Channel(kombu_redis.Channel):
@@ -245,15 +147,20 @@ class Channel(kombu_redis.Channel):
             return
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         self._take_done = completions.take_all()
-        self._take_token, self._take_worker = uuid.uuid4().hex, consumer_name()
+        self._take_token, self._take_worker = uuid.uuid4().hex, worker_name()
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
         self.client.connection.send_command(
-            "EVALSHA", _take_sha(), 0, scripts.prefix(),
-            *take_args(lists, queues, self._take_worker, self._take_token,
-                       self.unacked_key, self.unacked_index_key,
-                       [args for args, _ in self._take_done]),
-        )  # fmt: skip
+            *scripts.take_command(
+                lists,
+                queues,
+                self._take_worker,
+                self._take_token,
+                self.unacked_key,
+                self.unacked_index_key,
+                [done for done, _ in self._take_done],
+            )
+        )
 
     def _brpop_read(self, **options: Any) -> bool:
         if self._take_token is None:
@@ -270,7 +177,7 @@ class Channel(kombu_redis.Channel):
             try:
                 reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
             except NoScriptError:  # Redis restarted or flushed its scripts: load, ask again
-                _take_sha.loaded = False
+                scripts.take_sha.loaded = False
                 completions.put_back(done)
                 raise kombu_redis.Empty() from None
             except self.connection_errors:
@@ -285,21 +192,21 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._take_token = None
             self._flush_brpop_reauth()
-        flags, *reply = reply
-        completions.logged(done, bytes_to_str(flags))
-        if not reply:  # every list is empty: block in BRPOP until something arrives
+        taken = scripts.parse_take(reply)
+        completions.logged(done, taken.done)
+        if taken.empty:  # every list is empty: block in BRPOP until something arrives
             self._taking = False
             raise kombu_redis.Empty()
-        if reply == [0]:  # only copies that must not run: ask again on the next tick
+        if taken.message is None:  # only copies that must not run: ask again on the next tick
             raise kombu_redis.Empty()
-        key, raw, *claim = reply
-        key, payload = bytes_to_str(key), _readable(raw)
+        key, payload = taken.broker_list, _readable(taken.message)
         if payload is None:
-            log.error("message_unreadable", list=key, message=bytes_to_str(raw)[:200])
+            log.error("message_unreadable", list=key, message=bytes_to_str(taken.message)[:200])
             raise kombu_redis.Empty()
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
-        if claim:
-            self._attach_claim(key, payload, claim_header(token, self._take_worker, claim))
+        if taken.claim:
+            header = claim_header(token, self._take_worker, taken.claim)
+            self._attach_claim(key, payload, header)
         return key, payload
 
     def _blocking_read(self, **options: Any) -> bool:
@@ -343,7 +250,7 @@ class Channel(kombu_redis.Channel):
     def _claim(self, key: str, payload: dict[str, Any]) -> bool:
         """Claim a popped job's message; False when it must not run (it is dropped)."""
         queue = payload["properties"]["delivery_info"]["routing_key"]
-        claimed = claim(queue, payload["headers"]["id"], consumer_name())
+        claimed = claim(queue, payload["headers"]["id"], worker_name())
         if not isinstance(claimed, dict):
             return False
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
@@ -402,25 +309,6 @@ class Channel(kombu_redis.Channel):
         self.qos._recorded.discard(tag)
 
 
-def take_args(
-    lists: list[str], queues: list[str], worker: str, token: str,
-    unacked: str = "unacked", unacked_index: str = "unacked_index", done: list[tuple] = (),
-) -> list[Any]:  # fmt: skip
-    """take.lua's ARGV after the key prefix: complete `done` (complete.lua's arguments but
-    the maxlen), then pop from `lists` (in order) for `queues`."""
-    conf = settings.JOBYARD
-    limits: list[Any] = []
-    for queue in queues:
-        limit = settings.JOBYARD_QUEUES.get(queue, {}).get("rate_limit")
-        if limit:
-            limits += [queue, *limit]
-    return [
-        worker, token, conf["LOCK_DURATION_MS"], conf["EVENTS_MAXLEN"], unacked, unacked_index,
-        MAX_POPS, len(done), *(part for args in done for part in args), len(lists), *lists,
-        *limits,
-    ]  # fmt: skip
-
-
 def _readable(raw: bytes) -> dict[str, Any] | None:
     """A popped message as kombu reads it, or None when kombu could not deliver it."""
     try:
@@ -429,18 +317,6 @@ def _readable(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, TypeError, KeyError):
         return None
     return payload
-
-
-def _take_sha() -> str:
-    """take.lua's SHA1, loaded into Redis once per process (again after a NOSCRIPT)."""
-    script = scripts.script("take")
-    if not _take_sha.loaded:
-        script.registered_client.script_load(script.script)
-        _take_sha.loaded = True
-    return script.sha
-
-
-_take_sha.loaded = False
 
 
 class Transport(kombu_redis.Transport):

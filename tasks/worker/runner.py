@@ -1,6 +1,6 @@
 """Running one attempt of a job inside a worker: claimed, run, recorded.
 
-The worker's consumer (tasks/transport.py) claims a job as it pops its message and hands
+The worker's consumer (transport.py) claims a job as it pops its message and hands
 the claim over in a header; a message that came another way is claimed here (claim.lua).
 The outcome is written back in one script (complete or fail), which is also the message's
 ack. Celery's own retry, ETA and result machinery are not used: the message only says
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import traceback
@@ -20,7 +19,7 @@ from typing import Any
 
 import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
-from celery import Task
+from celery import Task, shared_task
 from django.conf import settings
 
 from tasks import scripts
@@ -29,7 +28,7 @@ from tasks.errors import InvalidJobData, JobyardError, PermanentError
 from tasks.job import Job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
-from tasks.transport import CLAIM_HEADER, ORIGIN, claim, completions
+from tasks.worker.claims import CLAIM_HEADER, ORIGIN, claim, completions, worker_name
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -60,8 +59,17 @@ class JobTask(Task):
         execute(declared, self.request.id, worker_name(self.request.hostname), claimed)
 
 
-def worker_name(hostname: str | None) -> str:
-    return f"{hostname or socket.gethostname()}:{os.getpid()}"
+def install_task(declared: JobType) -> None:
+    """Register the Celery task of job type `declared`: a JobTask named after it.
+
+    Called for every declaration (tasks.registry.on_declare, wired in tasks/apps.py), so
+    the registry itself knows nothing of Celery's worker side.
+    """
+
+    def run_job(self: JobTask, *args: Any, **kwargs: Any) -> None:
+        self.run_job(args, kwargs)
+
+    shared_task(name=declared.name, base=JobTask, bind=True, ignore_result=True)(run_job)
 
 
 @lru_cache(maxsize=1024)
@@ -92,9 +100,9 @@ def _claim(declared: JobType, job_id: str, worker: str) -> dict[str, Any] | str:
     if isinstance(claimed, dict):
         return claimed
     # A duplicate delivery, a removed job, a paused queue or a rate limit: not run.
-    outcome, detail = claimed
-    log.debug("job_not_claimed", job_id=job_id, queue=declared.queue, outcome=outcome, state=detail)
-    return outcome
+    log.debug("job_not_claimed", job_id=job_id, queue=declared.queue, outcome=claimed.outcome,
+              state=claimed.detail)  # fmt: skip
+    return claimed.outcome
 
 
 def execute(
@@ -113,13 +121,13 @@ def execute(
         if isinstance(claim, str):
             return claim
         claimed = claim
-    elif time.time() - claimed["takenAt"] > conf["LOCK_DURATION_MS"] / 3000:
-        # Held in this worker's buffer for a third of its lock (a prefetch above one): the
-        # lock may have expired and the job run elsewhere. Renew it, or leave the job be.
-        lock = (queue, job_id, claimed["token"])
-        if scripts.run("extend_locks", conf["LOCK_DURATION_MS"], *lock):
-            log.warning("job_lock_lost", job_id=job_id, job_type=declared.name, queue=queue)
-            return "lost"
+    # Held in this worker's buffer for a third of its lock (a prefetch above one): the
+    # lock may have expired and the job run elsewhere. Renew it, or leave the job be.
+    elif time.time() - claimed["takenAt"] > conf["LOCK_DURATION_MS"] / 3000 and (
+        scripts.extend_locks([(queue, job_id, claimed["token"])])
+    ):
+        log.warning("job_lock_lost", job_id=job_id, job_type=declared.name, queue=queue)
+        return "lost"
     token, opts = claimed["token"], claimed["opts"]
     job_opts = _parse_opts(opts)
     job = Job(
@@ -153,11 +161,10 @@ def execute(
 
     if reason is None:
         keep, age = job_opts.retention(True, queue_conf["keep_completed"])
-        args = (queue, job_id, token, returnvalue, keep, age)
-        if completions.defer(args, {**fields, "duration_ms": duration_ms}):
+        done = scripts.Completion(queue, job_id, token, returnvalue, keep, age)
+        if completions.defer(done, {**fields, "duration_ms": duration_ms}):
             return "completed"  # written (and logged) by the consumer's next take
-        done = scripts.run("complete", *args, conf["EVENTS_MAXLEN"])
-        if not done:
+        if not scripts.complete(done):
             log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
             return "lost"
         log.info("job_complete", **fields, duration_ms=duration_ms)
@@ -165,14 +172,10 @@ def execute(
 
     delay = retry_delay(job_opts, attempt, permanent)
     keep, age = job_opts.retention(False, queue_conf["keep_failed"])
-    result = scripts.run(
-        "fail", queue, job_id, token, reason, stack, delay, keep, age,
-        conf["EVENTS_MAXLEN"], conf["STACKTRACES_KEPT"],
-    )  # fmt: skip
-    if not result:
+    outcome = scripts.fail(queue, job_id, token, reason, stack, delay, keep, age)
+    if outcome is None:
         log.warning("job_lock_lost", **fields, duration_ms=duration_ms, reason=reason)
         return "lost"
-    outcome = result.decode()
     log.warning(
         "job_failed", **fields, duration_ms=duration_ms, reason=reason,
         permanent=permanent, outcome=outcome, retry_in_ms=delay if delay >= 0 else None,
@@ -211,18 +214,17 @@ class _Locks:
             self._wake.wait()
             time.sleep(lock_ms / 3000)
             with self._mutex:
-                held = list(self._held.items())
+                held = [(queue, job_id, token) for (queue, job_id), token in self._held.items()]
                 if not held:
                     self._wake.clear()
                     continue
-            args = [part for (queue, job_id), token in held for part in (queue, job_id, token)]
             try:
-                lost = scripts.run("extend_locks", lock_ms, *args)
+                lost = scripts.extend_locks(held)
             except Exception:  # Redis away: the next round tries again
                 log.warning("job_lock_renewal_failed", exc_info=True)
                 continue
             for job_id in lost:
-                log.warning("job_lock_lost", job_id=job_id.decode())
+                log.warning("job_lock_lost", job_id=job_id)
 
 
 _locks = _Locks()

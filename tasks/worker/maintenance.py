@@ -26,8 +26,9 @@ import structlog
 from celery import signals
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys, scripts
 from tasks.connection import get_redis
+from tasks.worker.claims import set_node_name
 
 log = structlog.get_logger("jobyard.worker")
 
@@ -49,35 +50,32 @@ class Maintenance:
         self._stop.set()
         self._thread.join(5)
         client = get_redis()
-        client.delete(scripts.worker_key(self.hostname))
-        client.zrem(scripts.workers_key(), self.hostname)
+        client.delete(keys.worker(self.hostname))
+        client.zrem(keys.workers(), self.hostname)
 
     def promote(self) -> float:
         """Send due delayed jobs; seconds until the next one is due (capped by the interval)."""
-        conf = settings.JOBYARD
-        next_due, _moved, now = scripts.run(
-            "promote", conf["EVENTS_MAXLEN"], 1000, *settings.JOBYARD_QUEUES
-        )
-        interval = conf["PROMOTE_INTERVAL_MS"] / 1000
-        if next_due < 0:
+        promoted = scripts.promote(list(settings.JOBYARD_QUEUES))
+        interval = settings.JOBYARD["PROMOTE_INTERVAL_MS"] / 1000
+        if promoted.next_due_ms < 0:
             return interval
-        return max(0.0, min(interval, (next_due - now) / 1000))
+        return max(0.0, min(interval, (promoted.next_due_ms - promoted.now_ms) / 1000))
 
     def check_stalled(self) -> list[str]:
-        conf = settings.JOBYARD
+        max_stalled = settings.JOBYARD["MAX_STALLED"]
         found = []
         for queue in self.queues:
             keep = settings.JOBYARD_QUEUES[queue]["keep_failed"]
-            ids = scripts.run("stalled", queue, conf["MAX_STALLED"], conf["EVENTS_MAXLEN"], keep, 0)
+            ids = scripts.stalled(queue, max_stalled, keep)
             for job_id in ids:
-                log.warning("job_stalled", job_id=job_id.decode(), queue=queue)
-            found += [i.decode() for i in ids]
+                log.warning("job_stalled", job_id=job_id, queue=queue)
+            found += ids
         return found
 
     def heartbeat(self) -> None:
         conf = settings.JOBYARD
         now = int(time.time() * 1000)
-        key = scripts.worker_key(self.hostname)
+        key = keys.worker(self.hostname)
         pipe = get_redis().pipeline(transaction=False)
         pipe.hset(key, mapping={
             "host": socket.gethostname(), "pid": os.getpid(), "queues": json.dumps(self.queues),
@@ -85,7 +83,7 @@ class Maintenance:
             "lastHeartbeat": now, "startedAt": self.started_at,
         })  # fmt: skip
         pipe.pexpire(key, conf["HEARTBEAT_INTERVAL_MS"] * 3)
-        pipe.zadd(scripts.workers_key(), {self.hostname: now})
+        pipe.zadd(keys.workers(), {self.hostname: now})
         pipe.execute()
 
     def _loop(self) -> None:
@@ -108,18 +106,11 @@ class Maintenance:
 
 
 _maintenance: Maintenance | None = None
-_node_name: str | None = None
-
-
-def node_name() -> str | None:
-    """This worker's Celery node name (`-n`), once the worker is set up; else None."""
-    return _node_name
 
 
 @signals.celeryd_after_setup.connect
 def _remember_node_name(sender: str = "", **kwargs: Any) -> None:
-    global _node_name
-    _node_name = sender
+    set_node_name(sender)
 
 
 @signals.worker_ready.connect

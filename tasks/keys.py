@@ -1,0 +1,116 @@
+"""Every Redis key Jobyard reads or writes: the one place that knows their names.
+
+The Lua scripts build the same names from the same tables: tasks/scripts.py prepends
+`lua_header()` to every script, and tests/test_keys.py fails when a script names a key
+that is not here. Python callers use the functions below and never build a key by hand.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from tasks.states import STATE_SET
+
+#: A queue's keys: `{prefix}{queue}{suffix}`, followed by a job id or a minute where the
+#: key is one of many (`job`, `lock`, `stats`).
+QUEUE_KEYS = {
+    "job": ":j:",  # hash per job
+    "lock": ":lock:",  # a running job's lock (a token with a TTL)
+    "stats": ":stats:",  # counters per minute
+    # one sorted set per state (tasks.states.STATE_SET names which)
+    "wait": ":wait",
+    "active": ":active",
+    "delayed": ":delayed",
+    "completed": ":completed",
+    "failed": ":failed",
+    "paused": ":paused",  # the queue's paused flag
+    "parked": ":parked",  # ids taken while paused, sent again on resume
+    "events": ":events",  # the capped event stream
+    "durations": ":durations",  # the last 1,000 processing times
+    "waits": ":waits",  # the last 1,000 waiting times
+    "limiter": ":limiter",  # the rate limit's sliding log
+}
+#: Keys shared by every queue: `{prefix}{suffix}`, then a name where there are many.
+GLOBAL_KEYS = {
+    "workers": "workers",  # live workers, scored by last heartbeat
+    "worker": "worker:",  # one worker's heartbeat hash
+    "lease": "lease:",  # a leader lease (the beat's)
+}
+
+
+def prefix() -> str:
+    return settings.JOBYARD["KEY_PREFIX"]
+
+
+def _queue_key(queue: str, name: str, part: object = "") -> str:
+    return f"{prefix()}{queue}{QUEUE_KEYS[name]}{part}"
+
+
+def job(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "job", job_id)
+
+
+def lock(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "lock", job_id)
+
+
+def state(queue: str, state_name: str) -> str:
+    """The sorted set holding a queue's jobs in `state_name` (a state, or its set's name)."""
+    return _queue_key(queue, STATE_SET.get(state_name, state_name))
+
+
+def paused(queue: str) -> str:
+    return _queue_key(queue, "paused")
+
+
+def events(queue: str) -> str:
+    return _queue_key(queue, "events")
+
+
+def stats(queue: str, minute: int) -> str:
+    return _queue_key(queue, "stats", minute)
+
+
+def workers() -> str:
+    return f"{prefix()}{GLOBAL_KEYS['workers']}"
+
+
+def worker(name: str) -> str:
+    return f"{prefix()}{GLOBAL_KEYS['worker']}{name}"
+
+
+def lease(name: str) -> str:
+    return f"{prefix()}{GLOBAL_KEYS['lease']}{name}"
+
+
+# --- kombu's keys: the broker lists Jobyard's enqueue writes to and its consumer pops ----
+
+
+def broker_sep() -> str:
+    return settings.CELERY_BROKER_TRANSPORT_OPTIONS["sep"]
+
+
+def broker_list(queue: str, step: int = 0) -> str:
+    """kombu's list for `queue` at priority step `step` (0, the highest, has no suffix)."""
+    return f"{queue}{broker_sep()}{step}" if step else queue
+
+
+def broker_lists(queue: str) -> list[str]:
+    """Every priority list of `queue`, highest first, as kombu polls them."""
+    steps = settings.CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"]
+    return [broker_list(queue, step) for step in steps]
+
+
+def lua_header() -> str:
+    """The key tables as Lua, prepended to every script (see tasks/lua/prelude.lua)."""
+
+    def table(mapping: dict[str, str]) -> str:
+        return "{" + ", ".join(f"[{k!r}] = {v!r}" for k, v in mapping.items()) + "}"
+
+    return (
+        "-- Generated from tasks/keys.py and tasks/states.py: the key names' one home.\n"
+        f"local QUEUE_KEYS = {table(QUEUE_KEYS)}\n"
+        f"local GLOBAL_KEYS = {table(GLOBAL_KEYS)}\n"
+        f"local STATE_SET = {table(STATE_SET)}\n"
+        f"local BROKER_SEP = {broker_sep()!r}\n"
+    )
