@@ -138,6 +138,11 @@ JOBYARD = {
         "JOBYARD_STALLED_INTERVAL_MS", default=15_000, validate=Range(min=100)
     ),
     "MAX_STALLED": env.int("JOBYARD_MAX_STALLED", default=1, validate=Range(min=0)),
+    # A waiting job with no message left in its queue's lists for this long is sent again
+    # (a backstop: see tasks/lua/reconcile.lua); checked with the stalled jobs.
+    "RECONCILE_GRACE_MS": env.int(
+        "JOBYARD_RECONCILE_GRACE_MS", default=60_000, validate=Range(min=1000)
+    ),
     # How often a worker looks for due delayed jobs at most; it sleeps less when one is due.
     "PROMOTE_INTERVAL_MS": env.int(
         "JOBYARD_PROMOTE_INTERVAL_MS", default=200, validate=Range(min=10, max=5000)

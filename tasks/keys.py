@@ -29,7 +29,11 @@ QUEUE_KEYS = {
     "durations": ":durations",  # the last 1,000 processing times
     "waits": ":waits",  # the last 1,000 waiting times
     "limiter": ":limiter",  # the rate limit's sliding log
+    "bell": ":bell",  # wakes idle consumers: a token per message sent, BELLS_KEPT at most
 }
+#: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
+#: messages until the lists are empty, so a few are enough; the cap bounds its memory.
+BELLS_KEPT = 16
 #: Keys shared by every queue: `{prefix}{suffix}`, then a name where there are many.
 GLOBAL_KEYS = {
     "workers": "workers",  # live workers, scored by last heartbeat
@@ -61,6 +65,10 @@ def state(queue: str, state_name: str) -> str:
 
 def paused(queue: str) -> str:
     return _queue_key(queue, "paused")
+
+
+def bell(queue: str) -> str:
+    return _queue_key(queue, "bell")
 
 
 def events(queue: str) -> str:
@@ -113,4 +121,5 @@ def lua_header() -> str:
         f"local GLOBAL_KEYS = {table(GLOBAL_KEYS)}\n"
         f"local STATE_SET = {table(STATE_SET)}\n"
         f"local BROKER_SEP = {broker_sep()!r}\n"
+        f"local BELLS_KEPT = {BELLS_KEPT}\n"
     )

@@ -266,6 +266,15 @@ def stalled(queue: str, max_stalled: int, keep: int, age_ms: int = 0) -> list[st
     return [_text(i) for i in _run("stalled", queue, max_stalled, _maxlen(), keep, age_ms)]
 
 
+def reconcile(queues: Sequence[str], grace_ms: int, limit: int = 1000) -> list[str]:
+    """Send again the waiting jobs of `queues` whose message is gone (see reconcile.lua)."""
+    args: list[Any] = []
+    for queue in queues:
+        lists = keys.broker_lists(queue)
+        args += [queue, len(lists), *lists]
+    return [_text(i) for i in _run("reconcile", _maxlen(), grace_ms, limit, *args)]
+
+
 def lease(name: str, owner: str, ttl_ms: int) -> bool:
     """Take or extend the leader lease `name` for `owner`; True while `owner` holds it."""
     return bool(_run("lease", name, owner, ttl_ms, "hold"))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from queue import Empty
 
 import pytest
 from django.conf import settings
 
 from project.celery import app
-from tasks import Queue, enqueue, get_job, keys, scripts
+from tasks import Queue, enqueue, enqueue_bulk, get_job, keys, scripts
 from tasks.connection import get_redis
 from tasks.scripts import MAX_POPS, Completion
 from tasks.worker.claims import claim_header
@@ -126,7 +127,7 @@ def test_take_respects_priority_lists_in_order():
 
 
 def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker, tmp_path):
-    """Drained from a backlog (take.lua) and idle (BRPOP, then claim.lua) alike."""
+    """Drained from a backlog (take.lua) and idle (woken by a bell, then take.lua) alike."""
     key = f"backlog-{uuid.uuid4().hex[:6]}"
     backlog = [enqueue(f"t-sleep.{QUEUE}", {"seconds": 1, "key": key}) for _ in range(3)]
     log = tmp_path / "worker.log"
@@ -144,7 +145,7 @@ def test_a_worker_runs_a_backlog_without_kombu_unacked_entries(start_worker, tmp
     assert running.worker.startswith(f"{worker.name}:")
     assert not unacked_ids() & {j.id for j in backlog}
     wait_for(lambda: runs(key) == 3 and Queue(QUEUE).counts()["completed"] == 3, message="drain")
-    # Idle now: the next job arrives during a BRPOP and is claimed by claim.lua.
+    # Idle now: the next job rings the bell the worker blocks on, and take.lua takes it.
     late = enqueue(f"t-echo.{QUEUE}", {"value": "late"})
     assert late.wait_until_finished(timeout=30) == "late"
     # A message sent the Celery way is adopted, run and acked as kombu acks.
@@ -271,7 +272,6 @@ def test_a_claim_held_too_long_before_it_runs_is_checked_first():
 
 
 def test_an_unreadable_message_is_dropped_with_a_log_line_and_the_queue_goes_on():
-    from queue import Empty
 
     job = enqueue(f"t-echo.{QUEUE}", {})
     client = get_redis()
@@ -306,24 +306,48 @@ def test_the_runner_claims_a_job_itself_when_its_message_carries_no_claim():
     assert execute(declared, paused.id, "node@host:3") == "paused"
 
 
-def test_a_claim_redis_refuses_puts_the_popped_message_back(monkeypatch):
-    """An idle worker's BRPOP pops the message; a full Redis then refuses claim.lua."""
-    from redis.exceptions import ResponseError
+def test_an_idle_consumer_never_takes_a_message_outside_take_lua():
+    """Killed just after its blocking read returned, an idle worker loses nothing.
 
-    job = enqueue(f"t-echo.{QUEUE}", {})
-    real_claim = scripts.claim
-
-    def refusing(*args, **kwargs):
-        raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
-
+    Before the bells, the idle BRPOP popped the job's message and claimed it in a second
+    round trip: a worker killed in between left the job waiting with no message, forever.
+    """
     with app.connection_for_read() as conn:
         channel = _consumer(conn)
-        channel._taking = False  # idle: the next read is a BRPOP
-        monkeypatch.setattr(scripts, "claim", refusing)
+        channel._taking = False  # idle: the next read blocks on the bells
         channel._brpop_start()
-        with pytest.raises(ResponseError):
+        job = enqueue(f"t-echo.{QUEUE}", {})
+        with pytest.raises(Empty):
+            channel._brpop_read()  # woken by the bell: nothing delivered, nothing popped
+        channel.client.connection.disconnect()  # and now the worker dies (no close)
+    assert get_redis().llen(NORMAL) == 1
+    assert get_job(QUEUE, job.id).state == "waiting"
+    assert taken_id(take()[1]) == job.id  # still there for the next consumer
+
+
+def test_a_bell_wakes_an_idle_consumer_which_then_takes_the_job():
+    received = []
+    with app.connection_for_read() as conn:
+        channel = _consumer(conn, received.append)
+        channel._taking = False
+        channel._brpop_start()
+        sent = app.send_task(f"t-echo.{QUEUE}", kwargs={})  # the Celery way rings it too
+        job = enqueue(f"t-echo.{QUEUE}", {})
+        with pytest.raises(Empty):
             channel._brpop_read()
-        monkeypatch.setattr(scripts, "claim", real_claim)
+        assert channel._taking  # the next read asks take.lua
+        for _ in range(2):
+            channel._brpop_start()
+            channel._brpop_read()
+        assert {m.headers["id"] for m in received} == {sent.id, job.id}
+        assert get_job(QUEUE, job.id).state == "active"
+        for message in received:
+            message.ack()
         channel.close()
-    assert get_redis().llen(NORMAL) == 1 and get_job(QUEUE, job.id).state == "waiting"
-    assert taken_id(take()[1]) == job.id
+
+
+def test_bells_are_bounded_however_many_messages_wait():
+    enqueue_bulk([(f"t-echo.{QUEUE}", {}) for _ in range(keys.BELLS_KEPT * 3)])
+    for _ in range(5):
+        app.send_task(f"t-echo.{QUEUE}", kwargs={})
+    assert get_redis().llen(keys.bell(QUEUE)) == keys.BELLS_KEPT

@@ -30,6 +30,12 @@ end
 -- characters that need no JSON escaping (checked in Python before any script runs).
 local BODY = '[[], {}, {\\"callbacks\\": null, \\"errbacks\\": null, \\"chain\\": null, \\"chord\\": null}]'
 
+-- A message was sent to one of q's lists: wake an idle consumer (see tasks/worker/transport.py).
+local function ring(p, q)
+  local bell = qkey(p, q, 'bell')
+  if redis.call('LLEN', bell) < BELLS_KEPT then redis.call('LPUSH', bell, 1) end
+end
+
 local function publish(p, q, id)
   local k = jkey(p, q, id)
   local f = redis.call('HMGET', k, 'name', 'priority', 'tl')
@@ -47,6 +53,7 @@ local function publish(p, q, id)
     '", "reply_to": "", "delivery_mode": 2, "delivery_info": {"exchange": "", ' ..
     '"routing_key": "' .. q .. '"}, "priority": ' .. step ..
     ', "body_encoding": "utf-8", "delivery_tag": "' .. tag .. '"}}')
+  ring(p, q)
 end
 
 -- Into `waiting`: sent to the broker, or parked while the queue is paused.

@@ -15,6 +15,7 @@ if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then
   redis.call('RPUSH', skey(p, q, 'parked'), id)
 else
   redis.call('RPUSH', ARGV[6], ARGV[7])
+  ring(p, q)
 end
 emit(p, q, maxlen, 'waiting', id)
 return 1

@@ -6,6 +6,7 @@ One daemon thread per worker (started when the worker is ready, stopped at shutd
   meet the broker's visibility timeout;
 - finds stalled jobs of the queues it consumes (their lock expired: the worker running
   them died) and sends them again, up to the stall limit;
+- sends again the waiting jobs of those queues whose message is gone (a backstop);
 - writes this worker's heartbeat (host, queues, concurrency, running jobs).
 
 Each of these is one atomic script, so any number of workers can run the loop at once.
@@ -72,6 +73,13 @@ class Maintenance:
             found += ids
         return found
 
+    def reconcile(self) -> list[str]:
+        """Waiting jobs with no message left to carry them: sent again (see reconcile.lua)."""
+        sent = scripts.reconcile(self.queues, settings.JOBYARD["RECONCILE_GRACE_MS"])
+        for job_id in sent:
+            log.warning("job_reconciled", job_id=job_id, reason="waiting with no message")
+        return sent
+
     def heartbeat(self) -> None:
         conf = settings.JOBYARD
         now = int(time.time() * 1000)
@@ -96,6 +104,7 @@ class Maintenance:
                 now = time.monotonic()
                 if now >= next_stalled:
                     self.check_stalled()
+                    self.reconcile()
                     next_stalled = now + conf["STALLED_INTERVAL_MS"] / 1000
                 if now >= next_heartbeat:
                     self.heartbeat()

@@ -9,10 +9,15 @@ leaves Redis. The claim rides to the runner in the message's `jobyard_claim` hea
 job's complete/fail script is its ack. A message sent the Celery way (no job yet) gets
 kombu's unacked entry inside the same script and is acked as kombu acks.
 
-`take.lua` cannot block, so when it finds every list empty the channel falls back to one
-stock BRPOP (no CPU spent while idle); a message that arrives during it is claimed with
-`claim.lua` (the second round trip stock kombu would spend on its unacked entry), and the
-next read uses `take.lua` again. See docs/architecture.md, "Consuming".
+`take.lua` cannot block, so when it finds every list empty the channel blocks instead in a
+BRPOP on the queues' *bells*, never on their lists: every message sent (by enqueue.lua,
+by a script that sends a job again, or the Celery way through this transport) also pushes
+a token on its queue's bell. A token, or the BRPOP's one-second timeout, sends the channel
+back to `take.lua`. So no message ever leaves Redis outside a script that claims its job
+in the same step: a worker killed at any instant leaves its job either waiting with its
+message in the list, or active under a lock that expires. A token lost with a killed
+worker costs at most the timeout, since the message is still in the list. See
+docs/architecture.md, "Consuming".
 
 Also: stock kombu builds a new redis-py client object for every operation outside the
 event loop (`conn_or_acquire`); with redis-py 8 that constructor is about a fifth of the
@@ -41,15 +46,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
-from tasks import scripts
-from tasks.worker.claims import (
-    CLAIM_HEADER,
-    ORIGIN,
-    claim,
-    claim_header,
-    completions,
-    worker_name,
-)  # fmt: skip
+from tasks import keys, scripts
+from tasks.worker.claims import CLAIM_HEADER, claim_header, completions, worker_name  # fmt: skip
 
 log = structlog.get_logger("jobyard.transport")
 
@@ -119,7 +117,7 @@ def release(key: str, payload: dict[str, Any]) -> None:
 class Channel(kombu_redis.Channel):
     QoS = QoS
     _sync_client = None
-    #: Ask with take.lua (True) or block in BRPOP (False, after take.lua found nothing).
+    #: Ask with take.lua (True), or block on the bells (False: take.lua found nothing).
     _taking = True
     _take_token: str | None = None
     _take_worker: str = ""
@@ -136,14 +134,37 @@ class Channel(kombu_redis.Channel):
 
     # --- consuming ------------------------------------------------------------------------
 
+    #: Queues consumed without acks (a client's reply queue): take.lua would write kombu's
+    #: unacked entry for their messages, and nothing would ever remove it.
+    _no_ack_queues: frozenset[str] = frozenset()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues = self._no_ack_queues | {queue}
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    @property
+    def _stock(self) -> bool:
+        """Consume as stock kombu does: with a global key prefix (take.lua builds no prefixed
+        names), or for a consumer that does not ack (a worker's task consumer always acks)."""
+        return bool(self.global_keyprefix or self._no_ack_queues)
+
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if not self._taking or self.global_keyprefix:
+        if self._stock:  # stock kombu consuming; the runner claims each job
             completions.complete_now()
             self._take_token = None
             return super()._brpop_start(timeout)
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             completions.complete_now()
+            return
+        if not self._taking:
+            completions.complete_now()
+            self._take_token = None
+            self._in_poll = self.client.connection
+            self._brpop_sent_at = monotonic()
+            bells = [keys.bell(queue) for queue in queues]
+            self.client.connection.send_command("BRPOP", *bells, timeout or self.brpop_timeout)
             return
         lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         self._take_done = completions.take_all()
@@ -163,8 +184,11 @@ class Channel(kombu_redis.Channel):
         )
 
     def _brpop_read(self, **options: Any) -> bool:
+        if self._stock:
+            return self._stock_read(**options)
         if self._take_token is None:
-            return self._blocking_read(**options)
+            self._read_bell(**options)
+            raise kombu_redis.Empty()  # woken (or timed out): ask take.lua next
         key, payload = self._read_take(**options)
         self._deliver_popped(key, payload)
         return True
@@ -209,26 +233,26 @@ class Channel(kombu_redis.Channel):
             self._attach_claim(key, payload, header)
         return key, payload
 
-    def _blocking_read(self, **options: Any) -> bool:
-        """Stock BRPOP, read as kombu reads it; a job's message is then claimed."""
-        key, raw = self._read_brpop(**options)
+    def _read_bell(self, **options: Any) -> str | None:
+        """The bell whose token the idle BRPOP popped, or None when it timed out."""
+        popped = self._read_brpop(**options)
+        self._taking = True
+        return popped and popped[0]
+
+    def _stock_read(self, **options: Any) -> bool:
+        """A message popped by stock kombu's BRPOP (a global key prefix): the runner claims."""
+        popped = self._read_brpop(**options)
+        if not popped:
+            raise kombu_redis.Empty()
+        key, raw = popped
         payload = _readable(raw)
         if payload is None:
             log.error("message_unreadable", list=key, message=bytes_to_str(raw)[:200])
             raise kombu_redis.Empty()
-        if self._is_job(payload):
-            try:
-                claimed = self._claim(key, payload)
-            except Exception:  # Redis refused the script (full, read-only): keep the message
-                with self.conn_or_acquire() as client:
-                    client.rpush(key, raw)
-                raise
-            if not claimed:
-                raise kombu_redis.Empty()
         self._deliver_popped(key, payload)
         return True
 
-    def _read_brpop(self, **options: Any) -> tuple[str, bytes]:
+    def _read_brpop(self, **options: Any) -> tuple[str, bytes] | None:
         try:
             try:
                 popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -239,23 +263,9 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
         if not popped:
-            raise kombu_redis.Empty()
-        self._taking = True
+            return None
         key, raw = popped
         return bytes_to_str(key), raw
-
-    def _is_job(self, payload: dict[str, Any]) -> bool:
-        return (payload.get("headers") or {}).get("origin") == ORIGIN and not self.global_keyprefix
-
-    def _claim(self, key: str, payload: dict[str, Any]) -> bool:
-        """Claim a popped job's message; False when it must not run (it is dropped)."""
-        queue = payload["properties"]["delivery_info"]["routing_key"]
-        claimed = claim(queue, payload["headers"]["id"], worker_name())
-        if not isinstance(claimed, dict):
-            return False
-        self.qos._recorded.add(payload["properties"]["delivery_tag"])
-        self._attach_claim(key, payload, claimed)
-        return True
 
     def _attach_claim(self, key: str, payload: dict[str, Any], claimed: dict[str, Any]) -> None:
         """The claim rides to the runner in a header; its tag is then acked by the registry."""
@@ -263,7 +273,7 @@ class Channel(kombu_redis.Channel):
         payload["headers"][CLAIM_HEADER] = claimed
 
     def _deliver_popped(self, key: str, payload: dict[str, Any]) -> None:
-        if not self.global_keyprefix:
+        if not self._stock:
             completions.consuming_here()
         queue = key.rsplit(self.sep, 1)[0] if key not in self.active_queues else key
         self._queue_cycle.rotate(queue)
@@ -281,10 +291,11 @@ class Channel(kombu_redis.Channel):
                 if self._take_token is not None:
                     key, payload = self._read_take()
                     self._hand_back(key, payload)
-                else:  # popped by BRPOP, nothing recorded yet: back to the front
-                    key, raw = self._read_brpop()
+                elif popped := self._read_brpop():
+                    # A stock BRPOP's message (nothing recorded yet) back to the front; or
+                    # a bell's token back, to wake another idle consumer.
                     with self.conn_or_acquire() as client:
-                        client.rpush(key, raw)
+                        client.rpush(*popped)
             except kombu_redis.Empty:
                 pass
             except Exception:  # Redis away: a claim left behind is found stalled later
@@ -294,6 +305,25 @@ class Channel(kombu_redis.Channel):
         except Exception:  # Redis away: those jobs are found stalled and run again
             log.warning("complete_failed", exc_info=True)
         super().close()
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        """A message sent the Celery way also rings its queue's bell (see the module doc)."""
+        if self.global_keyprefix or kwargs.get("_publish_batch") is not None:
+            super()._put(queue, message, **kwargs)
+            if batch := kwargs.get("_publish_batch"):
+                batch.add("lpush", keys.bell(queue), 1)
+                batch.add("ltrim", keys.bell(queue), 0, keys.BELLS_KEPT - 1)
+            return
+        pri = self._get_message_priority(message, reverse=False)
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.lpush(self._q_for_pri(queue, pri), dumps(message))
+            if self._expires and queue in self._expires:
+                for step in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
+            pipe.lpush(keys.bell(queue), 1)
+            pipe.ltrim(keys.bell(queue), 0, keys.BELLS_KEPT - 1)
+            pipe.execute()
 
     def basic_cancel(self, consumer_tag: str) -> Any:
         """A cancelled consumer takes no more: complete what it ran now."""
