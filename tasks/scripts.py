@@ -101,7 +101,8 @@ class Claim(NamedTuple):
 
 
 class NotClaimed(NamedTuple):
-    """Why a job must not run: missing, skip (with its state), paused, limited (with due)."""
+    """Why a job must not run: missing, skip (with its state), paused, limited (with due),
+    exhausted (started as often as its attempts and stalls allow: now failed)."""
 
     outcome: str
     detail: str | None = None
@@ -113,9 +114,10 @@ def _rate_limit(queue: str) -> tuple[int, int]:
 
 def claim(queue: str, job_id: str, worker: str, token: str) -> Claim | NotClaimed:
     """Make a waiting job active under `token`'s lock (claim_job in prelude.lua)."""
+    conf = settings.JOBYARD
     reply = _run(
-        "claim", queue, job_id, worker, token, settings.JOBYARD["LOCK_DURATION_MS"], _maxlen(),
-        *_rate_limit(queue),
+        "claim", queue, job_id, worker, token, conf["LOCK_DURATION_MS"], _maxlen(),
+        *_rate_limit(queue), conf["MAX_STALLED"],
     )  # fmt: skip
     if reply[0] != b"ok":
         detail = reply[1] if len(reply) > 1 and isinstance(reply[1], bytes) else None
@@ -196,9 +198,11 @@ def _take_argv(
     for queue in queues:
         if _rate_limit(queue) != (0, 0):
             limits += [queue, *_rate_limit(queue)]
+    conf = settings.JOBYARD
     return [
-        worker, token, settings.JOBYARD["LOCK_DURATION_MS"], _maxlen(), unacked, unacked_index,
-        MAX_POPS, len(done), *(part for c in done for part in c), len(lists), *lists, *limits,
+        worker, token, conf["LOCK_DURATION_MS"], _maxlen(), unacked, unacked_index, MAX_POPS,
+        conf["MAX_STALLED"], len(done), *(part for c in done for part in c), len(lists),
+        *lists, *limits,
     ]  # fmt: skip
 
 

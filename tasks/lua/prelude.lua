@@ -134,9 +134,11 @@ end
 
 -- Take job `id` for an attempt if it is still waiting and allowed to start. Shared by
 -- claim.lua (a message the worker already holds) and take.lua (pop and claim as one step).
+-- A job is started at most attempts + max_stalled times, whatever ended its runs (failures,
+-- stalls, cut-offs, dead processes): one past that fails it instead of running it.
 -- Returns {'ok', name, data, opts, attemptsMade, attempts, createdAt}
---      or {'missing'} | {'skip', state} | {'paused'} | {'limited', due}
-local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rate_ms)
+--      or {'missing'} | {'skip', state} | {'paused'} | {'limited', due} | {'exhausted'}
+local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rate_ms, max_stalled)
   local k = jkey(p, q, id)
   local f = redis.call('HMGET', k, 'state', 'name', 'data', 'opts', 'attemptsMade', 'attempts',
                        'createdAt', 'waitingSince')
@@ -164,6 +166,17 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
     redis.call('PEXPIRE', log, rate_ms * 2)
   end
   redis.call('ZREM', skey(p, q, 'wait'), id)
+  local started = redis.call('HINCRBY', k, 'attemptsStarted', 1)
+  local budget = (tonumber(f[6]) or 1) + max_stalled
+  if started > budget then
+    local reason = 'started ' .. (started - 1) .. ' times, the most its attempts (' .. f[6] ..
+                   ') and stalls allowed (' .. max_stalled .. ') permit'
+    redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
+    redis.call('ZADD', skey(p, q, 'failed'), now, id)
+    count_minute(p, q, now, 'failed', 1)
+    emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+    return {'exhausted'}
+  end
   redis.call('ZADD', skey(p, q, 'active'), now, id)
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
   redis.call('SET', qkey(p, q, 'lock', id), token, 'PX', lock_ms)

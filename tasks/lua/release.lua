@@ -1,5 +1,5 @@
 -- A consumer closing with a job it took but never handed to a worker: give the job back
--- unrun (no attempt, no stall counted) and its message back to the consuming end of its list.
+-- unrun (no attempt, no stall, no start counted) and its message back to the consuming end of its list.
 -- ARGV: prefix, queue, id, token, maxlen, list, message
 -- Returns 1, or 0 when the token no longer holds the job.
 local p, q, id, token, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -10,6 +10,7 @@ redis.call('ZREM', skey(p, q, 'active'), id)
 redis.call('DEL', qkey(p, q, 'lock', id))
 redis.call('HDEL', k, 'token', 'worker', 'processedOn')
 redis.call('HSET', k, 'state', 'waiting')
+redis.call('HINCRBY', k, 'attemptsStarted', -1)  -- it never started
 redis.call('ZADD', skey(p, q, 'wait'), tonumber(f[3]) or now_ms(), id)
 if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then
   redis.call('RPUSH', skey(p, q, 'parked'), id)

@@ -13,7 +13,7 @@ for _, id in ipairs(ids) do
   local k = jkey(p, q, id)
   if redis.call('HGET', k, 'state') == 'failed' then
     redis.call('ZREM', skey(p, q, 'failed'), id)
-    redis.call('HSET', k, 'attemptsMade', 0, 'stalledCount', 0)
+    redis.call('HSET', k, 'attemptsMade', 0, 'stalledCount', 0, 'attemptsStarted', 0)
     redis.call('HDEL', k, 'finishedOn', 'delayUntil')
     make_waiting(p, q, id, now, maxlen)
     done[#done + 1] = id

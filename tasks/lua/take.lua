@@ -8,7 +8,7 @@
 -- A worker running jobs in its consumer's thread (-P solo) first completes here the jobs it
 -- just ran (BullMQ's moveToCompleted fetching the next job): one round trip per job.
 -- ARGV: prefix, worker, token, lock ms, maxlen, unacked hash, unacked index, max pops,
---       n done, then per done job: queue, id, token, returnvalue, keep, age ms;
+--       max stalled, n done, then per done job: queue, id, token, returnvalue, keep, age ms;
 --       n lists, lists... (in kombu's order: priority, then queue), then per queue with a
 --       rate limit: queue, rate max, rate ms
 -- Returns {done} when every list is empty (after dropping any copies), {done, 0} when
@@ -19,14 +19,14 @@
 local p, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lock_ms, maxlen = tonumber(ARGV[4]), ARGV[5]
 local unacked, unacked_index = ARGV[6], ARGV[7]
-local max_pops, n_done = tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_pops, max_stalled, n_done = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local done = {}
-for i = 10, 9 + n_done * 6, 6 do
+for i = 11, 10 + n_done * 6, 6 do
   done[#done + 1] = complete_job(p, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
                                  tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), maxlen)
 end
 done = table.concat(done)
-local at = 10 + n_done * 6
+local at = 11 + n_done * 6
 local n = tonumber(ARGV[at])
 local lmpop = {n}
 for i = 1, n do lmpop[#lmpop + 1] = ARGV[at + i] end
@@ -67,7 +67,8 @@ for _ = 1, max_pops do
   local id = q and string.match(raw, '"id": "([^"]*)"')
   if not id then return as_celery(list, raw, decode(raw)) end
   local limit = limits[q] or {0, 0}
-  local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2])
+  local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2],
+                          max_stalled)
   if claim[1] == 'ok' then
     return {done, list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
   end

@@ -30,6 +30,7 @@ from django.conf import settings
 from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.worker.claims import set_node_name
+from tasks.worker.losses import cut_off_running, held_claims
 
 log = structlog.get_logger("jobyard.worker")
 
@@ -73,6 +74,13 @@ class Maintenance:
             found += ids
         return found
 
+    def renew_locks(self) -> list[str]:
+        """Renew the locks of the jobs this worker holds, from its main process: a pool
+        process whose job holds the GIL (a long C call) cannot renew its own in time, and
+        its job would be run a second time while the first run goes on."""
+        held = held_claims()
+        return scripts.extend_locks(held) if held else []
+
     def reconcile(self) -> list[str]:
         """Waiting jobs with no message left to carry them: sent again (see reconcile.lua)."""
         sent = scripts.reconcile(self.queues, settings.JOBYARD["RECONCILE_GRACE_MS"])
@@ -96,12 +104,15 @@ class Maintenance:
 
     def _loop(self) -> None:
         conf = settings.JOBYARD
-        next_stalled = next_heartbeat = 0.0
+        next_stalled = next_heartbeat = next_renewal = 0.0
         sleep = 0.0
         while not self._stop.wait(sleep):
             try:
                 sleep = self.promote()
                 now = time.monotonic()
+                if now >= next_renewal:
+                    self.renew_locks()
+                    next_renewal = now + conf["LOCK_DURATION_MS"] / 3000
                 if now >= next_stalled:
                     self.check_stalled()
                     self.reconcile()
@@ -138,15 +149,28 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
 
 @signals.worker_shutting_down.connect
 def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
+    grace = settings.JOBYARD["SHUTDOWN_GRACE_S"]
+    if how == "Cold":  # SIGQUIT from outside: Celery has begun cancelling what runs
+        _cut_off("cut off by the worker's cold shutdown")
     if how != "Warm":
         return
-    grace = settings.JOBYARD["SHUTDOWN_GRACE_S"]
     log.info("worker_shutting_down", grace_s=grace)
-    # After the grace, a cold shutdown cuts off what still runs: those jobs stay active in
-    # the registry, their locks expire, and another worker runs them again.
-    timer = threading.Timer(grace, os.kill, (os.getpid(), signal.SIGQUIT))
+
+    def cold_shutdown() -> None:
+        # Recorded before the cold shutdown cancels them: each such run counts as an attempt
+        # with this cause, and the job's retry policy decides whether and when it runs again.
+        _cut_off(f"cut off by the worker's shutdown after {grace:g} s grace")
+        os.kill(os.getpid(), signal.SIGQUIT)
+
+    timer = threading.Timer(grace, cold_shutdown)
     timer.daemon = True
     timer.start()
+
+
+def _cut_off(reason: str) -> None:
+    cut = cut_off_running(reason)
+    if cut:
+        log.warning("worker_cut_off_jobs", jobs=cut, reason=reason)
 
 
 @signals.worker_shutdown.connect

@@ -39,6 +39,8 @@ class JobTask(Task):
     typing = False
     acks_late = True
     reject_on_worker_lost = True
+    #: Records a run its pool process did not live to record (see losses.py).
+    Request = "tasks.worker.losses:JobRequest"
 
     def run_job(self, args: tuple, kwargs: dict[str, Any]) -> None:
         declared = get_job_type(self.name)
@@ -73,7 +75,7 @@ def install_task(declared: JobType) -> None:
 
 
 @lru_cache(maxsize=1024)
-def _parse_opts(raw: str) -> JobOptions:
+def parse_opts(raw: str) -> JobOptions:
     """Stored options, parsed once per distinct value: jobs of one type mostly share one."""
     return JobOptions.model_validate_json(raw)
 
@@ -129,7 +131,7 @@ def execute(
         log.warning("job_lock_lost", job_id=job_id, job_type=declared.name, queue=queue)
         return "lost"
     token, opts = claimed["token"], claimed["opts"]
-    job_opts = _parse_opts(opts)
+    job_opts = parse_opts(opts)
     job = Job(
         queue=queue, id=job_id, name=declared.name, data=json.loads(claimed["data"]),
         opts=json.loads(opts), state="active", attempts_made=claimed["attemptsMade"],
@@ -146,8 +148,9 @@ def execute(
     except SoftTimeLimitExceeded:
         reason, permanent = f"timed out after {job_opts.timeout} ms", False
         stack = traceback.format_exc()
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
+    # A job's sys.exit() or KeyboardInterrupt ends its attempt, not the pool process.
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        reason = describe(exc)
         permanent = isinstance(exc, (PermanentError, *declared.throws))
         stack = traceback.format_exc()
     else:
@@ -170,17 +173,37 @@ def execute(
         log.info("job_complete", **fields, duration_ms=duration_ms)
         return "completed"
 
-    delay = retry_delay(job_opts, attempt, permanent)
-    keep, age = job_opts.retention(False, queue_conf["keep_failed"])
-    outcome = scripts.fail(queue, job_id, token, reason, stack, delay, keep, age)
+    fields["duration_ms"] = duration_ms
+    return record_failure(queue, token, job_opts, reason, stack, permanent, fields)
+
+
+def record_failure(
+    queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, permanent: bool,
+    fields: dict[str, Any],
+) -> str:  # fmt: skip
+    """Record a failed attempt (fields name the job and attempt): 'retrying' or 'failed'
+    per the job's policy, or 'lost' when `token` no longer holds the job."""
+    delay = retry_delay(job_opts, fields["attempt"], permanent)
+    keep, age = job_opts.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+    outcome = scripts.fail(queue, fields["job_id"], token, reason, stack, delay, keep, age)
     if outcome is None:
-        log.warning("job_lock_lost", **fields, duration_ms=duration_ms, reason=reason)
+        log.warning("job_lock_lost", **fields, reason=reason)
         return "lost"
     log.warning(
-        "job_failed", **fields, duration_ms=duration_ms, reason=reason,
-        permanent=permanent, outcome=outcome, retry_in_ms=delay if delay >= 0 else None,
+        "job_failed", **fields, reason=reason, permanent=permanent, outcome=outcome,
+        retry_in_ms=delay if delay >= 0 else None,
     )  # fmt: skip
     return outcome
+
+
+def describe(exc: BaseException) -> str:
+    """A failure reason: `ValueError: bad`, `SystemExit(0)`, even when str(exc) raises."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<str() of the exception failed>"
+    name = type(exc).__name__
+    return f"{name}: {text}" if isinstance(exc, Exception) else f"{name}({text})"
 
 
 class _Locks:

@@ -3,11 +3,17 @@ can count runs and read start times from outside the worker."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import re
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from tasks import PermanentError, job_type
@@ -56,9 +62,39 @@ def progress(job: Job, steps: int) -> str:
     return "done"
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def die(job: Job, how: str, key: str | None = None, seconds: float = 0) -> None:
+    """Ends its run the hard ways a job can (tests/test_process_deaths.py)."""
+    _runs(key, job)
+    if how == "exit":
+        sys.exit(0)
+    if how == "keyboard":
+        raise KeyboardInterrupt
+    if how == "unprintable":
+        raise _Unprintable()
+    if how == "os_exit":
+        os._exit(3)
+    if how == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if how == "gil":  # a C call that keeps the GIL: no thread of this process runs meanwhile
+        ctypes.PyDLL(None).sleep(int(seconds))
+        return
+    if how == "hang":
+        time.sleep(seconds)
+    if how == "stubborn":  # ignores its soft time limit: only the hard one ends it
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(SoftTimeLimitExceeded):
+                time.sleep(0.1)
+
+
 # One variant of each per queue: a test picks a queue no other test's workers consume.
 for _queue in settings.JOBYARD_QUEUES:
-    for _func in (echo, record, sleep, flaky, permanent, progress):
+    for _func in (echo, record, sleep, flaky, permanent, progress, die):
         job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
 
 

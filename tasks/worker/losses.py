@@ -1,0 +1,85 @@
+"""When a job's run ends without the job saying how: a dead pool process, a hard time limit,
+a cut-off at shutdown. The worker's main process outlives these, knows the cause, and holds
+each running job's claim (its message's header), so it records the attempt itself, with the
+real cause, and the job's retry policy decides what comes next.
+
+Without this, such a job stayed active until its lock expired and was then run again as
+"stalled", its cause lost and its attempt budget ignored. Only the death of the main process
+itself (SIGKILL of the whole worker, a lost host) is still left to the stalled check.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import TimeLimitExceeded
+from celery.worker import state
+from celery.worker.request import Request
+
+from tasks.registry import get_job_type
+from tasks.worker.claims import CLAIM_HEADER
+from tasks.worker.runner import parse_opts, record_failure
+
+log = structlog.get_logger("jobyard.jobs")
+
+
+def record_loss(request: Request, reason: str) -> str | None:
+    """Record the attempt `request` was running as failed with `reason`; its outcome, or
+    None for a message that carries no claim (claimed in the pool process: left to the
+    stalled check, which is what happened to every lost job before)."""
+    claim = (request.message.headers or {}).get(CLAIM_HEADER)
+    if not claim or getattr(request, "_jobyard_loss", None):
+        return None  # no claim, or recorded already (a time limit, then the process's end)
+    request._jobyard_loss = reason
+    declared = get_job_type(request.name)
+    fields = {"job_id": request.id, "job_type": declared.name, "queue": declared.queue,
+              "attempt": claim["attemptsMade"] + 1}  # fmt: skip
+    try:
+        return record_failure(
+            declared.queue, claim["token"], parse_opts(claim["opts"]), reason, "", False, fields
+        )
+    except Exception:  # Redis away: the lock expires and the stalled check takes over
+        log.warning("job_loss_not_recorded", **fields, reason=reason, exc_info=True)
+        return None
+
+
+def held_claims() -> list[tuple[str, str, str]]:
+    """(queue, job id, token) of every claimed job this worker holds, running or reserved."""
+    held = []
+    for request in {*state.reserved_requests, *state.active_requests}:
+        claim = (request.message.headers or {}).get(CLAIM_HEADER)
+        if claim and not getattr(request, "_jobyard_loss", None):
+            held.append((get_job_type(request.name).queue, request.id, claim["token"]))
+    return held
+
+
+def cut_off_running(reason: str) -> int:
+    """Record every job this worker is running as cut off (a shutdown's end); how many."""
+    return sum(record_loss(r, reason) is not None for r in list(state.active_requests))
+
+
+def _worker_lost_reason(exc: BaseException) -> str:
+    # billiard: "Worker exited prematurely: signal 9 (SIGKILL) Job: 3." / "exitcode 70 ..."
+    match = re.search(r"(signal \d+ \(\w+\)|exitcode -?\d+)", str(exc))
+    return f"worker process exited with {match.group(1) if match else 'no exit status'}"
+
+
+class JobRequest(Request):
+    """Celery's request of a job type's message, in the worker's main process."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft and not state.should_terminate:
+            record_loss(self, f"hard time limit {timeout:g} s exceeded")
+        super().on_timeout(soft, timeout)
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> Any:  # fmt: skip
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt):
+            record_loss(self, _worker_lost_reason(exc))
+        elif isinstance(exc, TimeLimitExceeded):
+            record_loss(self, f"hard time limit {exc.args[0] if exc.args else '?'} s exceeded")
+        return super().on_failure(exc_info, send_failed_event, return_ok)
