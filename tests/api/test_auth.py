@@ -43,6 +43,7 @@ def request(client: Client, method: str, url: str):
     return client.generic(method, url, b"{}", content_type="application/json")
 
 
+@pytest.mark.pure
 def test_everything_under_api_is_in_the_walked_module():
     from django.urls import get_resolver
 
@@ -50,6 +51,7 @@ def test_everything_under_api_is_in_the_walked_module():
     assert [getattr(p, "urlconf_module", None) for p in under_api] == [urls]
 
 
+@pytest.mark.pure
 def test_it_walks_every_pattern_including_each_row_of_the_design():
     urls_seen = {url for url, _, _ in ENDPOINTS}
     for url in ("/api/admin/jobs/trigger", "/api/admin/jobs/status", "/api/v1/queues",
