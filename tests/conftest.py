@@ -201,23 +201,29 @@ def start_worker(django_db_setup) -> Iterator:
 
 
 class PureTestReachedOut(AssertionError):
-    """A test marked pure opened a network connection (Redis, PostgreSQL, anything)."""
+    """A test marked pure reached for Redis, PostgreSQL or any other server."""
 
 
 @pytest.fixture(autouse=True)
 def no_connections_when_pure(request: pytest.FixtureRequest, monkeypatch) -> Iterator[list]:
     """A pure test that connects anywhere fails, even if the code under test swallowed the
-    error; subprocesses it starts are theirs to judge. Yields the addresses it tried."""
+    error; subprocesses it starts are theirs to judge. Yields what it reached for."""
     if not is_pure(request.node):
         yield []
         return
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from redis.connection import AbstractConnection
 
     attempts: list[object] = []
 
     def refuse(sock: socket.socket, address: object) -> None:
         attempts.append(address)
         raise PureTestReachedOut(f"a pure test connected to {address!r}")
+
+    # A connection an earlier test left in a pool opens no socket: refuse its commands.
+    def refuse_redis(connection: AbstractConnection, *args: object, **kwargs: object) -> None:
+        attempts.append(repr(connection))
+        raise PureTestReachedOut(f"a pure test sent a command to {connection!r}")
 
     # pytest-django's blocker refuses the query ("Database access not allowed"); this
     # records it too, so that a refusal the code under test catches still fails the test.
@@ -229,6 +235,7 @@ def no_connections_when_pure(request: pytest.FixtureRequest, monkeypatch) -> Ite
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", refuse_redis)
     monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", refuse_database)
     yield attempts
     if attempts:
