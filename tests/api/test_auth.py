@@ -265,8 +265,3 @@ def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(admin_client):
                       {"action": "revoke", "_selected_action": [token.pk]})  # fmt: skip
     assert ApiToken.objects.get(pk=token.pk).revoked
     assert_error(ApiClient(raw).get("/api/v1/queues"), 401, "token_revoked")
-
-
-@pytest.mark.django_db
-def test_the_token_model_has_its_migration():
-    call_command("makemigrations", "jobyard_api", "--check", "--dry-run", verbosity=0)
