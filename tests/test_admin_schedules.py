@@ -1,23 +1,28 @@
-"""Declaring a schedule in the admin: the same checks as from code, errors on their field."""
+"""Schedules in the admin (django-celery-beat's periodic tasks): the list shows each next
+run; declaring one runs the same checks as from code, with errors on their field.
+
+admin_client is pytest-django's: a superuser, logged in."""
 
 import json
 
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tasks.scheduling.service import list_schedules
+from tasks.scheduling.service import list_schedules, next_run
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client():
-    user = User.objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
+def test_the_schedule_list_shows_each_next_run(admin_client):
+    crontab = CrontabSchedule.objects.create(minute="0", hour="0", day_of_week="0")
+    weekly = PeriodicTask.objects.create(name="weekly-ping", task="ping", crontab=crontab)
+    PeriodicTask.objects.create(name="off", task="ping", crontab=crontab, enabled=False)
+    page = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert "Next run" in page
+    expected = next_run(weekly).strftime("%Y-%m-%d %H:%M")
+    row = page.split(">weekly-ping<")[1].split("</tr>")[0]
+    assert expected in row
+    assert "—" in page.split(">off<")[1].split("</tr>")[0]  # disabled: no next run
 
 
 def form(crontab, **overrides):
