@@ -1,11 +1,18 @@
 """Shared fixtures: real Celery worker processes against the Redis and PostgreSQL that
-bin/test started (REDIS_URL, DATABASE_URL in the environment)."""
+bin/test started (REDIS_URL, DATABASE_URL in the environment).
+
+A test marked `pure` is logic alone: it gets no Redis (the registry is not cleaned for it),
+no database (pytest-django refuses it any query), and fails if it opens a connection or asks
+for either. Only pure tests can run without bin/test's servers:
+`.venv/bin/python -m pytest -m pure`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,11 +26,34 @@ from django.conf import settings
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if "JOBYARD_TEST_TMP" not in os.environ:
+def is_pure(item: pytest.Item) -> bool:
+    return item.get_closest_marker("pure") is not None
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "JOBYARD_TEST_TMP" not in os.environ and not all(is_pure(item) for item in items):
         raise pytest.UsageError(
             "run the tests with bin/test: it starts Redis and PostgreSQL for them"
+            " (only the pure tests run without it: -m pure)"
         )
+
+
+#: pytest-django's database fixtures (db, transactional_db, admin_client, ...) and ours
+#: (worker, start_worker, start_beat) all go through django_db_setup.
+DATABASE_FIXTURES = {"django_db_setup"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture of the test is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if is_pure(item):
+        asked = sorted(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if item.get_closest_marker("django_db") or asked:
+            pytest.fail(
+                f"{item.nodeid} is marked pure but asks for the database"
+                f" ({'the django_db mark' if not asked else ', '.join(asked)})",
+                pytrace=False,
+            )
 
 
 class WorkerProcess:
@@ -170,9 +200,55 @@ def start_worker(django_db_setup) -> Iterator:
             proc.kill()
 
 
+class PureTestReachedOut(AssertionError):
+    """A test marked pure reached for Redis, PostgreSQL or any other server."""
+
+
 @pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    """Each test starts with an empty registry and empty broker queues."""
+def no_connections_when_pure(request: pytest.FixtureRequest, monkeypatch) -> Iterator[list]:
+    """A pure test that connects anywhere fails, even if the code under test swallowed the
+    error; subprocesses it starts are theirs to judge. Yields what it reached for."""
+    if not is_pure(request.node):
+        yield []
+        return
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from redis.connection import AbstractConnection
+
+    attempts: list[object] = []
+
+    def refuse(sock: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise PureTestReachedOut(f"a pure test connected to {address!r}")
+
+    # A connection an earlier test left in a pool opens no socket: refuse its commands.
+    def refuse_redis(connection: AbstractConnection, *args: object, **kwargs: object) -> None:
+        attempts.append(repr(connection))
+        raise PureTestReachedOut(f"a pure test sent a command to {connection!r}")
+
+    # pytest-django's blocker refuses the query ("Database access not allowed"); this
+    # records it too, so that a refusal the code under test catches still fails the test.
+    blocked = BaseDatabaseWrapper.ensure_connection
+
+    def refuse_database(wrapper: BaseDatabaseWrapper) -> None:
+        attempts.append(f"database {wrapper.alias!r}")
+        blocked(wrapper)
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", refuse_redis)
+    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", refuse_database)
+    yield attempts
+    if attempts:
+        pytest.fail(f"marked pure, but reached for {attempts}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_registry(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with an empty registry and empty broker queues (a pure test has
+    no Redis)."""
+    if is_pure(request.node):
+        yield
+        return
     from tasks import keys as registry_keys
     from tasks.connection import get_redis
 

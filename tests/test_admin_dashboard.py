@@ -14,7 +14,6 @@ from tasks.keys import stats as stats_key
 from tasks.metrics import last_day
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
 DASHBOARD = "/admin/dashboard/"
 
 
@@ -27,6 +26,7 @@ def metrics(**overrides):
     return {**base, **overrides}
 
 
+@pytest.mark.pure
 def test_health_follows_the_documented_rules_in_order():
     assert health(metrics()).label == "ok"
     assert health(metrics(paused=True, workers=0)).label == "paused"
@@ -57,6 +57,7 @@ def test_last_day_sums_the_minute_stats_into_hours():
     assert sum(b["completed"] for b in series) == 16  # 24 h ago and older is left out
 
 
+@pytest.mark.pure
 def test_bar_chart_is_inline_svg_with_a_bar_per_bucket():
     series = [{"minute": 60 * i, "completed": i, "failed": i % 2, "retried": 0} for i in range(60)]
     svg = bar_chart(series, "minute", "minute")
@@ -65,6 +66,7 @@ def test_bar_chart_is_inline_svg_with_a_bar_per_bucket():
     assert "http" not in svg.replace("http://www.w3.org", "")  # nothing fetched from outside
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_dashboard_shows_each_queue_workers_and_charts(admin_client, worker):
     wait_for(get_workers, message="the worker's heartbeat")  # each test starts with no keys
     enqueue("t-echo.default", {"value": 1}).wait_until_finished(timeout=30)
@@ -86,6 +88,7 @@ def test_the_dashboard_shows_each_queue_workers_and_charts(admin_client, worker)
     assert worker.name in page and "default, email, reports" in page  # workers and queues
 
 
+@pytest.mark.django_db(transaction=True)
 def test_pause_and_resume_are_csrf_protected_posts_for_staff(admin_user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user)
@@ -105,6 +108,7 @@ def test_pause_and_resume_are_csrf_protected_posts_for_staff(admin_user):
     assert client.post(unknown, {"csrfmiddlewaretoken": token}).status_code == 404
 
 
+@pytest.mark.django_db(transaction=True)
 def test_only_staff_reach_the_dashboard_and_its_buttons(client):
     user = User.objects.create_user("visitor", password="pw-123-long-enough")
     client.force_login(user)
@@ -114,6 +118,7 @@ def test_only_staff_reach_the_dashboard_and_its_buttons(client):
 
 
 @override_settings(FLOWER_URL="http://flower.test:5555/")
+@pytest.mark.django_db(transaction=True)
 def test_the_index_links_the_dashboard_the_trigger_form_and_flower(admin_client):
     page = admin_client.get("/admin/").content.decode()
     assert 'href="/admin/dashboard/"' in page and 'href="/admin/trigger/"' in page

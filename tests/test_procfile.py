@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from project.localdev import PROCESSES
 
+pytestmark = pytest.mark.pure
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 

@@ -5,6 +5,8 @@ import pytest
 from tasks.options import Backoff, JobOptions, parse_options
 from tasks.worker.runner import retry_delay
 
+pytestmark = pytest.mark.pure
+
 
 def test_it_waits_5_25_125_seconds_under_the_default_policy(settings):
     settings.JOBYARD = {**settings.JOBYARD, "BACKOFF_SCALE": 1.0}

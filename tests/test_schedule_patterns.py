@@ -6,6 +6,8 @@ import pytest
 
 from tasks.scheduling.patterns import InvalidSchedule, parse_at, parse_cron, parse_every
 
+pytestmark = pytest.mark.pure
+
 
 def fires(pattern, start: datetime, count: int) -> list[str]:
     out, t = [], start

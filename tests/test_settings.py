@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.pure
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 

@@ -8,7 +8,7 @@ from tasks.scheduling import defaults
 from tasks.scheduling.patterns import InvalidSchedule
 
 
-@pytest.mark.django_db
+@pytest.mark.pure
 def test_the_platform_declares_its_retention_clean():
     assert "jobyard-clean-finished-jobs" in {d.key for d in defaults.default_schedules()}
 
@@ -36,6 +36,7 @@ def test_it_installs_once_and_keeps_an_admin_edit(monkeypatch, capsys):
     assert task.crontab.minute == "5" and task.enabled is False
 
 
+@pytest.mark.pure
 def test_a_default_needs_exactly_one_pattern():
     with pytest.raises(InvalidSchedule):
         defaults.default_schedule("bad", "ping")

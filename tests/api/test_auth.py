@@ -43,6 +43,7 @@ def request(client: Client, method: str, url: str):
     return client.generic(method, url, b"{}", content_type="application/json")
 
 
+@pytest.mark.pure
 def test_everything_under_api_is_in_the_walked_module():
     from django.urls import get_resolver
 
@@ -50,6 +51,7 @@ def test_everything_under_api_is_in_the_walked_module():
     assert [getattr(p, "urlconf_module", None) for p in under_api] == [urls]
 
 
+@pytest.mark.pure
 def test_it_walks_every_pattern_including_each_row_of_the_design():
     urls_seen = {url for url, _, _ in ENDPOINTS}
     for url in ("/api/admin/jobs/trigger", "/api/admin/jobs/status", "/api/v1/queues",
@@ -263,8 +265,3 @@ def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(admin_client):
                       {"action": "revoke", "_selected_action": [token.pk]})  # fmt: skip
     assert ApiToken.objects.get(pk=token.pk).revoked
     assert_error(ApiClient(raw).get("/api/v1/queues"), 401, "token_revoked")
-
-
-@pytest.mark.django_db
-def test_the_token_model_has_its_migration():
-    call_command("makemigrations", "jobyard_api", "--check", "--dry-run", verbosity=0)
