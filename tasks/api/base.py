@@ -1,7 +1,8 @@
 """What every API view shares: authentication, scopes, methods, JSON bodies, errors.
 
-`@api_view({"GET": READ, "DELETE": WRITE})` wraps a view that returns a dict (sent as
-JSON, status 200), a (dict, status) pair, or an HttpResponse. In order: the caller must
+`@api_view({"GET": READ, "DELETE": WRITE})` wraps a view that returns an HttpResponse:
+its JSON through `respond(Model, payload, status)` (tasks.api.schemas), so that every body
+is checked by the model the OpenAPI document is generated from. In order: the caller must
 authenticate (401), the method must be one the view answers (405), the caller's scope
 must cover it (403), a session's unsafe request must carry its CSRF token (403). Any
 Jobyard error becomes the 4xx that fits; Redis or the database being away becomes a 503;
@@ -18,7 +19,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from pydantic import BaseModel, ValidationError
 
@@ -60,16 +61,15 @@ def api_view(methods: dict[str, str]) -> Callable:
                     principal.token.touch()
                 request.api_principal = principal
                 result = view(request, *args, **kwargs)
+                if not isinstance(result, HttpResponseBase):
+                    raise TypeError(f"{view.__name__} must answer through respond(Model, ...)")
             except Exception as exc:  # every failure leaves as JSON
                 api_error = error_for(exc)
                 if api_error is None:
                     log.exception("api_error", path=request.path, method=request.method)
                     return error_response(500, "internal_error", "internal error; see the logs")
                 return api_error.response()
-            if isinstance(result, HttpResponseBase):
-                return result
-            body, status = result if isinstance(result, tuple) else (result, 200)
-            return JsonResponse(body, status=status)
+            return result
 
         # Bearer requests carry no cookie to forge; sessions are checked in check_csrf.
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]

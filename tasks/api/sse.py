@@ -30,10 +30,12 @@ import structlog
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
+from pydantic import BaseModel
 
 from tasks import Event, Queue
 from tasks.api.base import READ, api_view
 from tasks.api.errors import ApiError, error_for
+from tasks.api.schemas import QUEUE_NAME, STREAM_ID, ErrorDetail, JobEvent, StreamEnd, dump
 from tasks.events import last_event_id, read_events
 
 log = structlog.get_logger("jobyard.api")
@@ -42,7 +44,7 @@ log = structlog.get_logger("jobyard.api")
 BLOCK_MS = 5000
 #: What a client waits before reconnecting after the stream ends or breaks.
 RETRY_MS = 1000
-_CURSOR = re.compile(r"^(?P<queue>[A-Za-z0-9_.\-]+)=(?P<id>\d+-\d+)$")
+_CURSOR = re.compile(rf"^(?P<queue>{QUEUE_NAME})=(?P<id>{STREAM_ID})$")
 _JSON_FIELDS = ("progress", "returnvalue")
 _INT_FIELDS = ("delayUntil", "delay", "attemptsMade", "stalledCount")
 
@@ -91,9 +93,11 @@ def event_data(event: Event) -> dict[str, Any]:
     return data
 
 
-def _message(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+def _message(event: str, model: type[BaseModel], data: dict[str, Any],
+             event_id: str | None = None) -> str:  # fmt: skip
+    """One event, its data checked and written by `model` (compact JSON, one line)."""
     lines = [f"id: {event_id}"] if event_id else []
-    lines += [f"event: {event}", f"data: {json.dumps(data, separators=(',', ':'))}"]
+    lines += [f"event: {event}", f"data: {dump(model, data)}"]
     return "\n".join(lines) + "\n\n"
 
 
@@ -114,7 +118,7 @@ def stream(cursors: dict[str, str], max_seconds: float, keepalive: float) -> Ite
                             key=lambda e: tuple(map(int, e.id.split("-"))))  # fmt: skip
             for event in events:
                 cursors[event.queue] = event.id
-                yield _message(event.event, event_data(event), format_cursor(cursors))
+                yield _message(event.event, JobEvent, event_data(event), format_cursor(cursors))
                 last_write = time.monotonic()
             if time.monotonic() - last_write >= keepalive:
                 yield ": keepalive\n\n"
@@ -124,10 +128,10 @@ def stream(cursors: dict[str, str], max_seconds: float, keepalive: float) -> Ite
         if api_error is None:
             log.exception("sse_failed")
             api_error = ApiError(500, "internal_error", "internal error; see the logs")
-        yield _message("error", {"code": api_error.code, "message": api_error.message})
+        yield _message("error", ErrorDetail, {"code": api_error.code, "message": api_error.message})
         return
-    yield _message("end", {"reason": "max_lifetime", "reconnect": True,
-                           "maxSeconds": max_seconds}, format_cursor(cursors))  # fmt: skip
+    yield _message("end", StreamEnd, {"reason": "max_lifetime", "reconnect": True,
+                                      "maxSeconds": max_seconds}, format_cursor(cursors))  # fmt: skip
 
 
 @api_view({"GET": READ})

@@ -5,11 +5,11 @@ Every view goes through the `tasks` Python API; none reads Redis by itself.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -26,8 +26,10 @@ from tasks import (
 )
 from tasks import find_job as find_job_in_queues
 from tasks import job_types as declared_job_types
+from tasks.api import schemas
 from tasks.api.base import READ, WRITE, api_view, parse_model, query_int, read_json, valid_id
 from tasks.api.errors import ApiError, not_found
+from tasks.api.schemas import respond
 from tasks.options import parse_options
 from tasks.scheduling.service import list_schedules
 from tasks.states import CLEANABLE, STATES
@@ -44,7 +46,7 @@ MAX_PAGE = 1000
 
 @transaction.non_atomic_requests
 @api_view({"POST": WRITE})
-def trigger(request: HttpRequest) -> Any:
+def trigger(request: HttpRequest) -> HttpResponse:
     """`{"jobType": name, <parameters>, "options": {...}}`: 202 for a new job, 200 with the
     existing job when `options.jobId` names one that exists (nothing new is created)."""
     body = read_json(request)
@@ -96,27 +98,27 @@ def trigger(request: HttpRequest) -> Any:
     # A paused queue accepts jobs: enqueue reports them `paused` until resume.
     reply = {"jobId": job.id, "queue": job.queue, "state": job.state, "created": created}
     if created:
-        return reply, 202
-    return {**reply, "job": job.to_dict()}, 200
+        return respond(schemas.TriggerCreated, reply, 202)
+    return respond(schemas.TriggerExisting, {**reply, "job": job.to_dict()})
 
 
 # --- status -------------------------------------------------------------------------------
 
 
 @api_view({"GET": READ})
-def status(request: HttpRequest) -> Any:
+def status(request: HttpRequest) -> HttpResponse:
     """Counts over every queue and the newest jobs; `?jobId=` (and `?queue=`) one job."""
     job_id = request.GET.get("jobId")
     queue = request.GET.get("queue")
     if queue is not None:
         Queue(queue)  # 404 for an unknown queue
     if job_id is not None:
-        return find_job(job_id, queue).to_dict()
+        return respond(schemas.Job, find_job(job_id, queue).to_dict())
     queues = [queue] if queue else list(settings.JOBYARD_QUEUES)
     counts = {name: Queue(name).counts() for name in queues}
     totals = {state: sum(c[state] for c in counts.values()) for state in STATES}
-    return {"queueStats": totals, "queues": counts,
-            "recentJobs": [j.to_dict() for j in recent_jobs(counts)]}  # fmt: skip
+    return respond(schemas.Status, {"queueStats": totals, "queues": counts,
+                   "recentJobs": [j.to_dict() for j in recent_jobs(counts)]})  # fmt: skip
 
 
 def find_job(job_id: str, queue: str | None = None) -> Job:
@@ -167,53 +169,56 @@ def _job_or_404(queue: str, job_id: str) -> Job:
 
 
 @api_view({"GET": READ, "DELETE": WRITE})
-def job_detail(request: HttpRequest, queue: str, job_id: str) -> Any:
+def job_detail(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     job = _job_or_404(queue, job_id)
     if request.method == "DELETE":
         job.remove()  # InvalidJobState for an active job: 409
-        return {"jobId": job_id, "queue": queue, "removed": True}
-    return job.to_dict()
+        return respond(schemas.JobRemoved, {"jobId": job_id, "queue": queue, "removed": True})
+    return respond(schemas.Job, job.to_dict())
 
 
 @api_view({"POST": WRITE})
-def job_retry(request: HttpRequest, queue: str, job_id: str) -> Any:
+def job_retry(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     """Send a failed job again with a fresh attempt budget; 409 when it is not failed."""
     job = _job_or_404(queue, job_id)
     job.retry()
-    return job.to_dict()
+    return respond(schemas.Job, job.to_dict())
 
 
 # --- queues -------------------------------------------------------------------------------
 
 
 @api_view({"GET": READ})
-def queues(request: HttpRequest) -> Any:
-    return {"queues": all_queue_metrics()}
+def queues(request: HttpRequest) -> HttpResponse:
+    return respond(schemas.QueueList, {"queues": all_queue_metrics()})
 
 
 @api_view({"GET": READ})
-def queue_detail(request: HttpRequest, queue: str) -> Any:
+def queue_detail(request: HttpRequest, queue: str) -> HttpResponse:
     q = Queue(queue)
     recent = {
         state: [j.to_dict() for j in q.get_jobs([state], 0, RECENT_PER_STATE - 1)]
-        for state in ("completed", "failed", "active")
+        for state in schemas.RecentJobs.model_fields  # completed, failed, active
     }
-    return {
-        "name": queue,
-        "paused": q.is_paused(),
-        "counts": q.counts(),
-        "recent": recent,
-        "scheduled": list_schedules(queue),
-    }
+    return respond(
+        schemas.QueueDetail,
+        {
+            "name": queue,
+            "paused": q.is_paused(),
+            "counts": q.counts(),
+            "recent": recent,
+            "scheduled": list_schedules(queue),
+        },
+    )
 
 
 @api_view({"GET": READ})
-def queue_stats(request: HttpRequest, queue: str) -> Any:
-    return Queue(queue).counts()
+def queue_stats(request: HttpRequest, queue: str) -> HttpResponse:
+    return respond(schemas.Counts, Queue(queue).counts())
 
 
 @api_view({"GET": READ})
-def queue_jobs(request: HttpRequest, queue: str) -> Any:
+def queue_jobs(request: HttpRequest, queue: str) -> HttpResponse:
     """A page of a queue's jobs: `?state=failed,completed&start=0&end=49`."""
     q = Queue(queue)
     raw = request.GET.get("state") or ",".join(STATES)
@@ -226,25 +231,25 @@ def queue_jobs(request: HttpRequest, queue: str) -> Any:
     start = query_int(request, "start", 0, 0, 10**9)
     end = query_int(request, "end", start + 49, start, start + MAX_PAGE - 1)
     jobs = q.get_jobs(states, start, end)
-    return {"queue": queue, "states": states, "start": start, "end": end,
-            "jobs": [j.to_dict() for j in jobs]}  # fmt: skip
+    return respond(schemas.JobPage, {"queue": queue, "states": states, "start": start,
+                                     "end": end, "jobs": [j.to_dict() for j in jobs]})  # fmt: skip
 
 
 @api_view({"POST": WRITE})
-def queue_pause(request: HttpRequest, queue: str) -> Any:
+def queue_pause(request: HttpRequest, queue: str) -> HttpResponse:
     Queue(queue).pause()
-    return {"queue": queue, "paused": True}
+    return respond(schemas.QueuePaused, {"queue": queue, "paused": True})
 
 
 @api_view({"POST": WRITE})
-def queue_resume(request: HttpRequest, queue: str) -> Any:
+def queue_resume(request: HttpRequest, queue: str) -> HttpResponse:
     sent = Queue(queue).resume()
-    return {"queue": queue, "paused": False, "resumed": sent}
+    return respond(schemas.QueueResumed, {"queue": queue, "paused": False, "resumed": sent})
 
 
 @api_view({"POST": WRITE})
-def queue_retry_failed(request: HttpRequest, queue: str) -> Any:
-    return {"queue": queue, "retried": Queue(queue).retry_failed()}
+def queue_retry_failed(request: HttpRequest, queue: str) -> HttpResponse:
+    return respond(schemas.QueueRetried, {"queue": queue, "retried": Queue(queue).retry_failed()})
 
 
 class CleanRequest(BaseModel):
@@ -253,40 +258,46 @@ class CleanRequest(BaseModel):
     grace: int = Field(default=0, ge=0, le=10 * 365 * 24 * 3600 * 1000,
                        description="ms: only jobs older than this")  # fmt: skip
     limit: int = Field(default=1000, ge=1, le=100_000, description="at most this many jobs")
-    state: Literal[CLEANABLE] = "completed"
+    state: Literal[CLEANABLE] = "completed"  # type: ignore[valid-type]
 
 
 @api_view({"POST": WRITE})
-def queue_clean(request: HttpRequest, queue: str) -> Any:
+def queue_clean(request: HttpRequest, queue: str) -> HttpResponse:
     """Remove up to `limit` jobs in `state` older than `grace` ms (body optional)."""
     q = Queue(queue)
     clean = parse_model(CleanRequest, read_json(request, required=False))
     removed = q.clean(clean.grace, clean.limit, clean.state)
-    return {"queue": queue, "state": clean.state, "removed": len(removed), "jobIds": removed}
+    return respond(schemas.QueueCleaned, {"queue": queue, "state": clean.state,
+                                          "removed": len(removed), "jobIds": removed})  # fmt: skip
 
 
 # --- workers and job types ----------------------------------------------------------------
 
 
 @api_view({"GET": READ})
-def workers(request: HttpRequest) -> Any:
-    return {"workers": get_workers()}
+def workers(request: HttpRequest) -> HttpResponse:
+    return respond(schemas.WorkerList, {"workers": get_workers()})
 
 
 @api_view({"GET": READ})
-def job_types(request: HttpRequest) -> Any:
-    return {
-        "jobTypes": [
-            {
-                "name": jt.name,
-                "queue": jt.queue,
-                "description": jt.description,
-                "parameters": jt.json_schema(),
-                "defaults": jt.defaults.model_dump(mode="json", by_alias=True, exclude_none=True),
-            }
-            for jt in declared_job_types().values()
-        ]
-    }
+def job_types(request: HttpRequest) -> HttpResponse:
+    return respond(
+        schemas.JobTypeList,
+        {
+            "jobTypes": [
+                {
+                    "name": jt.name,
+                    "queue": jt.queue,
+                    "description": jt.description,
+                    "parameters": jt.json_schema(),
+                    "defaults": jt.defaults.model_dump(
+                        mode="json", by_alias=True, exclude_none=True
+                    ),
+                }
+                for jt in declared_job_types().values()
+            ]
+        },
+    )
 
 
 # --- anything else under /api/ ------------------------------------------------------------
@@ -295,5 +306,5 @@ ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @api_view({method: READ for method in ALL_METHODS})
-def unknown_path(request: HttpRequest, path: str = "") -> Any:
+def unknown_path(request: HttpRequest, path: str = "") -> HttpResponse:
     raise not_found("path", f"no API endpoint at {request.path}")

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from tasks import job_types
 from tasks.api import urls
+from tasks.states import EVENTS, STATES
 from tests.api.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +104,62 @@ def test_docs_api_md_has_a_curl_example_for_every_operation(api):
                 continue
             verb = "" if method == "get" else f"-s?X {method.upper()} "
             assert any(re.search(verb + r".*\$JY" + pattern, c) for c in curls), (method, path)
+
+
+def refs(node) -> list[str]:
+    """Every `$ref` in a document, walked as data (not matched as text)."""
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for value in node.values() for r in refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in refs(value)]
+    return []
+
+
+def test_every_ref_in_the_served_document_resolves_and_every_model_is_a_component(api):
+    from tasks.api import schemas
+    from tasks.api.openapi import REQUESTS, model_schemas
+
+    doc = api.get("/api/v1/openapi.json").json()
+    found = refs(doc)
+    assert found
+    for ref in found:
+        assert ref.startswith("#/components/"), ref
+        node = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]
+        assert isinstance(node, dict) and node, ref
+    components = doc["components"]["schemas"]
+    names, _ = model_schemas()
+    for model in (*schemas.RESPONSES, *REQUESTS):
+        assert names[model] in components, model
+    # Each response model is what some operation (or the event stream's data) answers with.
+    used = {ref.rsplit("/", 1)[1] for ref in found}
+    for model in schemas.RESPONSES:
+        assert names[model] in used, f"{model.__name__} is in no response"
+
+
+def test_response_schemas_are_the_models_own(api):
+    """Generated, not restated: each component is its model's JSON Schema (less the
+    property titles), so a field added to a model is in the document at once."""
+    from tasks.api import schemas
+
+    doc = api.get("/api/v1/openapi.json").json()
+    components = doc["components"]["schemas"]
+    generated = schemas.Job.model_json_schema(by_alias=True, mode="serialization",
+                                              ref_template=schemas.REF_TEMPLATE)  # fmt: skip
+    generated.pop("$defs", None)
+    for field in generated["properties"].values():
+        field.pop("title", None)
+    assert components["Job"] == generated
+    assert set(components["Counts"]["required"]) == set(STATES)
+    assert components["QueueMetrics"]["properties"]["counts"] == {
+        "$ref": "#/components/schemas/Counts"}  # fmt: skip
+    responses = doc["paths"]["/api/v1/queues/{queue}/jobs"]["get"]["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobPage"}  # fmt: skip
+    event = components["StreamMessage"]["properties"]
+    assert event["event"]["enum"] == [*EVENTS, "end", "error"]
+    assert {r["$ref"] for r in event["data"]["contentSchema"]["oneOf"]} == {
+        f"#/components/schemas/{m.__name__}" for m in schemas.STREAM_DATA}  # fmt: skip
