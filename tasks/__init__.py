@@ -15,7 +15,7 @@ from tasks.errors import (
     UnknownQueue,
     WaitTimeout,
 )
-from tasks.events import Event, subscribe
+from tasks.events import Event, consume, subscribe
 from tasks.job import Job, get_job
 from tasks.metrics import all_queue_metrics, get_workers
 from tasks.queue import Queue
@@ -24,6 +24,6 @@ from tasks.registry import get_job_type, job_type, job_types
 __all__ = [
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
-    "all_queue_metrics", "enqueue", "enqueue_bulk", "get_job", "get_job_type", "get_workers",
-    "job_type", "job_types", "subscribe",
+    "all_queue_metrics", "consume", "enqueue", "enqueue_bulk", "get_job", "get_job_type",
+    "get_workers", "job_type", "job_types", "subscribe",
 ]  # fmt: skip
