@@ -25,9 +25,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from tasks import InvalidJobState, get_job
+from tasks.archive import record_from_job, record_removed
 from tasks.errors import UnknownQueue
 from tasks.models import STATES, JobAttempt, JobRecord
-from tasks.recorder import UPDATE_FIELDS, record_from_job
 from tasks.registry import job_types
 
 # --- a paginator that does not count a million rows --------------------------------------
@@ -233,9 +233,9 @@ def operate(record: JobRecord, action: str) -> tuple[int, str]:
             live.retry()
             return messages.SUCCESS, f"{record.job_id}: sent again with a fresh attempt budget"
         if action == "remove":
-            snapshot = record_from_job(live)  # remove() forgets the state
+            state = live.state  # remove() forgets it
             live.remove()
-            _mark_removed(snapshot, state=None)
+            record_removed(live, state)
             return (
                 messages.SUCCESS,
                 f"{record.job_id}: removed from the registry (the archive keeps it)",
@@ -249,22 +249,12 @@ def operate(record: JobRecord, action: str) -> tuple[int, str]:
                 )
             if live.state not in ("waiting", "delayed", "paused"):
                 return messages.WARNING, f"{record.job_id}: already {live.state}; nothing to cancel"
-            snapshot = record_from_job(live)
             live.remove()
-            _mark_removed(snapshot, state="cancelled")
+            record_removed(live, "cancelled")
             return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
     except InvalidJobState as exc:  # it changed state meanwhile
         return messages.ERROR, f"{record.job_id}: {exc}"
     raise ValueError(f"unknown action {action!r}")
-
-
-def _mark_removed(row: JobRecord, state: str | None) -> None:
-    """Write the removal now rather than wait for the recorder (which then keeps it)."""
-    row.state = state or row.state
-    row.removed_at = timezone.now()
-    JobRecord.objects.bulk_create(
-        [row], update_conflicts=True, unique_fields=["queue", "job_id"], update_fields=UPDATE_FIELDS
-    )
 
 
 @admin.register(JobRecord)
@@ -300,7 +290,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         ("Error", {"fields": ("failed_reason", "stacktrace_display")}),
     )  # fmt: skip
 
-    # Rows are written by the recorder only; the admin reads them and acts on the registry.
+    # Rows are written by tasks/archive.py only; the admin reads them and acts on jobs.
     def has_add_permission(self, request):
         return False
 
