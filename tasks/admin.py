@@ -3,7 +3,8 @@
 Built to stay fast on millions of rows: no COUNT(*) of the table (EstimatedCountPaginator),
 filters with fixed choices (no SELECT DISTINCT over the table), an index per filter that
 ends in the list's order, and sorting only by the indexed creation time. Actions and the
-live state go through the tasks API (get_job, Job.retry, Job.remove), never to Redis.
+live state go through the platform (get_job, Job.retry, tasks.control's remove_job and
+cancel_job), never to Redis; the rows are written by tasks/archive.py alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from tasks import InvalidJobState, get_job
-from tasks.archive import record_from_job, record_removed
+from tasks.archive import record_from_job
+from tasks.control import cancel_job, remove_job
 from tasks.errors import UnknownQueue
 from tasks.models import STATES, JobAttempt, JobRecord
 from tasks.registry import job_types
@@ -219,42 +221,29 @@ class JobAttemptInline(admin.TabularInline):
 
 def operate(record: JobRecord, action: str) -> tuple[int, str]:
     """Retry, remove or cancel the job behind an archive row; (message level, message)."""
+    if action not in ("retry", "remove", "cancel"):
+        raise ValueError(f"unknown action {action!r}")
+    gone = messages.WARNING, f"{record.job_id}: not in the registry any more; nothing to {action}"
     try:
+        if action == "cancel":
+            if cancel_job(record.queue, record.job_id) is None:
+                return gone
+            return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
         live = get_job(record.queue, record.job_id)
-    except UnknownQueue:
-        live = None
-    if live is None:
-        return (
-            messages.WARNING,
-            f"{record.job_id}: not in the registry any more; nothing to {action}",
-        )
-    try:
+        if live is None:
+            return gone
         if action == "retry":
             live.retry()
             return messages.SUCCESS, f"{record.job_id}: sent again with a fresh attempt budget"
-        if action == "remove":
-            state = live.state  # remove() forgets it
-            live.remove()
-            record_removed(live, state)
-            return (
-                messages.SUCCESS,
-                f"{record.job_id}: removed from the registry (the archive keeps it)",
-            )
-        if action == "cancel":
-            if live.state == "active":
-                return messages.ERROR, (
-                    f"{record.job_id}: running on {live.worker or 'a worker'}, so it cannot be "
-                    "cancelled: the worker holds it until the attempt ends (its timeout bounds "
-                    "that). Remove or retry it once it has finished."
-                )
-            if live.state not in ("waiting", "delayed", "paused"):
-                return messages.WARNING, f"{record.job_id}: already {live.state}; nothing to cancel"
-            live.remove()
-            record_removed(live, "cancelled")
-            return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
-    except InvalidJobState as exc:  # it changed state meanwhile
+        remove_job(live)
+        return (
+            messages.SUCCESS,
+            f"{record.job_id}: removed from the registry (the archive keeps it)",
+        )
+    except UnknownQueue:  # a queue no longer configured
+        return gone
+    except InvalidJobState as exc:  # not in a state the action applies to, or changed meanwhile
         return messages.ERROR, f"{record.job_id}: {exc}"
-    raise ValueError(f"unknown action {action!r}")
 
 
 @admin.register(JobRecord)
