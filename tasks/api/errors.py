@@ -21,7 +21,6 @@ from tasks import (
     UnknownJobType,
     UnknownQueue,
 )
-from tasks.errors import JobNotFound
 
 
 class ApiError(Exception):
@@ -60,8 +59,6 @@ def error_for(exc: Exception) -> ApiError | None:
         return ApiError(422, "invalid_job_options", str(exc), fields=fields)
     if isinstance(exc, UnknownQueue):
         return ApiError(404, "queue_not_found", str(exc), known=list(settings.JOBYARD_QUEUES))
-    if isinstance(exc, JobNotFound):
-        return not_found("job", str(exc))
     if isinstance(exc, InvalidJobState):
         return ApiError(409, "invalid_job_state", str(exc))
     if isinstance(exc, JobyardError):
