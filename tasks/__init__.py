@@ -15,7 +15,7 @@ from tasks.errors import (
     UnknownQueue,
     WaitTimeout,
 )
-from tasks.events import Event, subscribe
+from tasks.events import Event, consume, subscribe
 from tasks.job import Job, find_job, get_job
 from tasks.metrics import all_queue_metrics, get_workers
 from tasks.queue import Queue
@@ -25,6 +25,6 @@ from tasks.scheduling.defaults import default_schedule
 __all__ = [
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
-    "all_queue_metrics", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
+    "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe",
 ]  # fmt: skip

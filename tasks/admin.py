@@ -1,184 +1,38 @@
 """The job archive in the admin: list, filters, search, detail, and retry/remove/cancel.
 
-Built to stay fast on millions of rows: no COUNT(*) of the table (EstimatedCountPaginator),
-filters with fixed choices (no SELECT DISTINCT over the table), an index per filter that
-ends in the list's order, and sorting only by the indexed creation time. Actions and the
-live state go through the tasks API (get_job, Job.retry, Job.remove), never to Redis.
+The list's paginator, filters and search are in tasks/admin_filters.py; sorting is only by
+the indexed creation time. Actions and the live state go through the platform (get_job,
+Job.retry, tasks.control's remove_job and cancel_job), never to Redis; the rows are
+written by tasks/archive.py alone.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
-from django.core.paginator import Paginator
-from django.db import connection
-from django.db.models import Lookup, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from tasks import InvalidJobState, get_job
+from tasks.admin_filters import (
+    CreatedFilter,
+    EstimatedCountPaginator,
+    JobTypeFilter,
+    QueueFilter,
+    RemovedFilter,
+    StateFilter,
+    search_filter,
+)
+from tasks.archive import record_from_job
+from tasks.control import cancel_job, remove_job
 from tasks.errors import UnknownQueue
-from tasks.models import STATES, JobAttempt, JobRecord
-from tasks.recorder import UPDATE_FIELDS, record_from_job
-from tasks.registry import job_types
-
-# --- a paginator that does not count a million rows --------------------------------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """Exact counts up to EXACT_LIMIT rows; past that, PostgreSQL's own estimate.
-
-    Counting is a bounded query (`COUNT(*) FROM (... LIMIT EXACT_LIMIT + 1)`), so its cost
-    does not grow with the table; a larger result is counted by the planner's row estimate
-    (EXPLAIN), shown as "about N". A page past the real end is empty, not an error.
-    """
-
-    EXACT_LIMIT = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        exact = self.object_list.order_by()[: self.EXACT_LIMIT + 1].count()
-        self.estimated = exact > self.EXACT_LIMIT
-        if not self.estimated:
-            return exact
-        return max(self._planner_estimate(), exact)
-
-    estimated = False
-
-    def _planner_estimate(self) -> int:
-        sql, params = self.object_list.order_by().values("pk").query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-            plan = cursor.fetchone()[0]
-        if isinstance(plan, str):
-            plan = json.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
-
-
-# --- filters: fixed choices, no DISTINCT over the table ----------------------------------
-
-
-class QueueFilter(admin.SimpleListFilter):
-    title, parameter_name = "queue", "queue"
-
-    def lookups(self, request, model_admin):
-        return [(q, q) for q in settings.JOBYARD_QUEUES]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(queue=self.value()) if self.value() else queryset
-
-
-class StateFilter(admin.SimpleListFilter):
-    title, parameter_name = "state", "state"
-
-    def lookups(self, request, model_admin):
-        return [(s, s) for s in STATES]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(state=self.value()) if self.value() else queryset
-
-
-class JobTypeFilter(admin.SimpleListFilter):
-    """The declared job types (the registry), not a DISTINCT over the archive."""
-
-    title, parameter_name = "job type", "name"
-
-    def lookups(self, request, model_admin):
-        return [(name, name) for name in job_types()]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(name=self.value()) if self.value() else queryset
-
-
-class CreatedFilter(admin.SimpleListFilter):
-    title, parameter_name = "created", "created"
-    RANGES = {
-        "1h": ("Past hour", timedelta(hours=1)),
-        "24h": ("Past 24 hours", timedelta(days=1)),
-        "7d": ("Past 7 days", timedelta(days=7)),
-        "30d": ("Past 30 days", timedelta(days=30)),
-    }
-
-    def lookups(self, request, model_admin):
-        return [(key, label) for key, (label, _) in self.RANGES.items()] + [
-            ("older", "Older than 30 days")
-        ]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value in self.RANGES:
-            return queryset.filter(created_at__gte=timezone.now() - self.RANGES[value][1])
-        if value == "older":
-            return queryset.filter(created_at__lt=timezone.now() - timedelta(days=30))
-        return queryset
-
-
-class RemovedFilter(admin.SimpleListFilter):
-    title, parameter_name = "in the registry", "removed"
-
-    def lookups(self, request, model_admin):
-        return [("no", "Not removed"), ("yes", "Removed or cancelled")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(removed_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(removed_at__isnull=True)
-        return queryset
-
-
-# --- search: by id (prefix) and by data ---------------------------------------------------
-
-
-def search_filter(term: str) -> Q:
-    """What the search box finds, each form served by an index:
-
-    - `{"to": "a@b.c"}`: jobs whose data contains that JSON (GIN, @>);
-    - `key=value` (`user.id=42` for nested keys): data containing it; the value is read as
-      JSON when it parses (42, true, "42"), else as a string;
-    - anything else: a job id starting with it, or a top-level data value equal to it.
-    """
-    term = term.strip()
-    if term.startswith("{"):
-        try:
-            wanted = json.loads(term)
-        except json.JSONDecodeError:
-            wanted = None
-        if isinstance(wanted, dict):
-            return Q(data__contains=wanted)
-    key, sep, raw = term.partition("=")
-    if sep and key and " " not in key:
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        for part in reversed(key.split(".")):
-            value = {part: value}
-        return Q(data__contains=value)
-    return Q(job_id__startswith=term) | Q(data__has_top_level_value=term)
-
-
-class HasTopLevelValue(Lookup):
-    """`data @? '$.* ? (@ == "value")'`: any top-level value equals the string (GIN)."""
-
-    lookup_name = "has_top_level_value"
-
-    def as_sql(self, compiler, conn):
-        lhs, lhs_params = self.process_lhs(compiler, conn)
-        path = f"$.* ? (@ == {json.dumps(str(self.rhs))})"
-        return f"{lhs} @? %s::jsonpath", [*lhs_params, path]
-
-
-JobRecord._meta.get_field("data").register_lookup(HasTopLevelValue)
-
+from tasks.models import JobAttempt, JobRecord
 
 # --- the job admin ------------------------------------------------------------------------
 
@@ -219,52 +73,29 @@ class JobAttemptInline(admin.TabularInline):
 
 def operate(record: JobRecord, action: str) -> tuple[int, str]:
     """Retry, remove or cancel the job behind an archive row; (message level, message)."""
+    if action not in ("retry", "remove", "cancel"):
+        raise ValueError(f"unknown action {action!r}")
+    gone = messages.WARNING, f"{record.job_id}: not in the registry any more; nothing to {action}"
     try:
+        if action == "cancel":
+            if cancel_job(record.queue, record.job_id) is None:
+                return gone
+            return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
         live = get_job(record.queue, record.job_id)
-    except UnknownQueue:
-        live = None
-    if live is None:
-        return (
-            messages.WARNING,
-            f"{record.job_id}: not in the registry any more; nothing to {action}",
-        )
-    try:
+        if live is None:
+            return gone
         if action == "retry":
             live.retry()
             return messages.SUCCESS, f"{record.job_id}: sent again with a fresh attempt budget"
-        if action == "remove":
-            snapshot = record_from_job(live)  # remove() forgets the state
-            live.remove()
-            _mark_removed(snapshot, state=None)
-            return (
-                messages.SUCCESS,
-                f"{record.job_id}: removed from the registry (the archive keeps it)",
-            )
-        if action == "cancel":
-            if live.state == "active":
-                return messages.ERROR, (
-                    f"{record.job_id}: running on {live.worker or 'a worker'}, so it cannot be "
-                    "cancelled: the worker holds it until the attempt ends (its timeout bounds "
-                    "that). Remove or retry it once it has finished."
-                )
-            if live.state not in ("waiting", "delayed", "paused"):
-                return messages.WARNING, f"{record.job_id}: already {live.state}; nothing to cancel"
-            snapshot = record_from_job(live)
-            live.remove()
-            _mark_removed(snapshot, state="cancelled")
-            return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
-    except InvalidJobState as exc:  # it changed state meanwhile
+        remove_job(live)
+        return (
+            messages.SUCCESS,
+            f"{record.job_id}: removed from the registry (the archive keeps it)",
+        )
+    except UnknownQueue:  # a queue no longer configured
+        return gone
+    except InvalidJobState as exc:  # not in a state the action applies to, or changed meanwhile
         return messages.ERROR, f"{record.job_id}: {exc}"
-    raise ValueError(f"unknown action {action!r}")
-
-
-def _mark_removed(row: JobRecord, state: str | None) -> None:
-    """Write the removal now rather than wait for the recorder (which then keeps it)."""
-    row.state = state or row.state
-    row.removed_at = timezone.now()
-    JobRecord.objects.bulk_create(
-        [row], update_conflicts=True, unique_fields=["queue", "job_id"], update_fields=UPDATE_FIELDS
-    )
 
 
 @admin.register(JobRecord)
@@ -300,7 +131,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         ("Error", {"fields": ("failed_reason", "stacktrace_display")}),
     )  # fmt: skip
 
-    # Rows are written by the recorder only; the admin reads them and acts on the registry.
+    # Rows are written by tasks/archive.py only; the admin reads them and acts on jobs.
     def has_add_permission(self, request):
         return False
 

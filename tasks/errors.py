@@ -39,10 +39,6 @@ class UnknownQueue(JobyardError, LookupError):
         self.name = name
 
 
-class JobNotFound(JobyardError, LookupError):
-    pass
-
-
 class InvalidJobState(JobyardError):
     """The operation does not apply to the job's current state (retry a completed job...)."""
 

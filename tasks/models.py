@@ -2,7 +2,8 @@
 
 Redis keeps the hot registry and trims it (100 completed and 50 failed per queue by
 default); the recorder (tasks/recorder.py) copies each state change from the queues' event
-streams into these rows, so a job stays findable long after the registry let it go.
+streams into these rows, so a job stays findable long after the registry let it go. Every
+write goes through tasks/archive.py, the rows' one writer.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
-#: Registry states, plus `cancelled`: a waiting or delayed job removed by the admin's
-#: cancel action. A waiting job of a paused queue is archived as `waiting` (paused is the
-#: queue's state, and no per-job event says when it ends).
-STATES = ("waiting", "delayed", "active", "completed", "failed", "cancelled")
+#: The archive's states (registry states, `paused` as `waiting`, plus `cancelled`).
+from tasks.states import ARCHIVE_STATES as STATES
 
 
 class JobRecord(models.Model):

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tasks import JobFailed, enqueue, get_job
-from tasks.admin import EstimatedCountPaginator
+from tasks.admin_filters import EstimatedCountPaginator
 from tasks.models import JobRecord
 from tasks.recorder import record_events
 from tests.conftest import runs, wait_for

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tasks import JobFailed, enqueue, get_job
+from tasks import JobFailed, archive, enqueue, get_job
 from tasks import recorder as recorder_module
 from tasks.connection import get_redis
 from tasks.keys import events as events_key
@@ -123,18 +123,18 @@ def test_it_applies_an_unacknowledged_batch_again_without_duplicates(worker, mon
         "t-flaky.default", {"key": k, "fail_times": 1}, backoff={"type": "fixed", "delay": 10}
     )
     job.wait_until_finished(timeout=30)
-    real = recorder_module.apply_entries
+    real = archive.apply
 
-    def commit_then_die(entries):
-        real(entries)  # the rows are committed...
+    def commit_then_die(events):
+        real(events)  # the rows are committed...
         raise ConnectionError("recorder lost before XACK")  # ...but nothing is acknowledged
 
-    monkeypatch.setattr(recorder_module, "apply_entries", commit_then_die)
+    monkeypatch.setattr(archive, "apply", commit_then_die)
     with pytest.raises(ConnectionError):
         record_events()
     pending = get_redis().xpending(events_key("default"), RECORDER_GROUP)["pending"]
     assert pending > 0
-    monkeypatch.setattr(recorder_module, "apply_entries", real)
+    monkeypatch.setattr(archive, "apply", real)
 
     assert drain() == pending  # the abandoned entries are claimed and applied again
     assert get_redis().xpending(events_key("default"), RECORDER_GROUP)["pending"] == 0
@@ -142,6 +142,15 @@ def test_it_applies_an_unacknowledged_batch_again_without_duplicates(worker, mon
     assert [(a.number, a.outcome) for a in row.attempts.order_by("number")] == [
         (1, "retrying"), (2, "completed"),
     ]  # fmt: skip
+
+
+def lock_held() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = %s)",
+            [recorder_module.LOCK_KEY],
+        )
+        return cursor.fetchone()[0]
 
 
 def test_it_waits_its_turn_while_another_recorder_holds_the_lock():
@@ -153,10 +162,12 @@ def test_it_waits_its_turn_while_another_recorder_holds_the_lock():
     )  # fmt: skip
     try:
         other.execute("SELECT pg_advisory_lock(%s)", [recorder_module.LOCK_KEY])
+        assert lock_held()
         assert record_events() == 0
         assert not JobRecord.objects.exists()
     finally:
-        other.close()  # its session lock goes with it
+        other.close()  # its session lock goes with it, once its backend has exited
+    wait_for(lambda: not lock_held(), timeout=10, message="the closed session's lock to go")
     assert record_events() == 1
     assert JobRecord.objects.get().state == "delayed"
 

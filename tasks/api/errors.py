@@ -24,7 +24,6 @@ from tasks import (
     UnknownQueue,
 )
 from tasks.api import schemas
-from tasks.errors import JobNotFound
 
 log = structlog.get_logger("jobyard.api")
 
@@ -72,8 +71,6 @@ def error_for(exc: Exception) -> ApiError | None:
         return ApiError(422, "invalid_job_options", str(exc), fields=fields)
     if isinstance(exc, UnknownQueue):
         return ApiError(404, "queue_not_found", str(exc), known=list(settings.JOBYARD_QUEUES))
-    if isinstance(exc, JobNotFound):
-        return not_found("job", str(exc))
     if isinstance(exc, InvalidJobState):
         return ApiError(409, "invalid_job_state", str(exc))
     if isinstance(exc, JobyardError):

@@ -52,10 +52,6 @@ class ApiToken(models.Model):
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
-    def allows(self, scope: str) -> bool:
-        """Write implies read."""
-        return self.scope == self.WRITE or scope == self.READ
-
     @classmethod
     def issue(cls, name: str, scope: str = READ) -> tuple[ApiToken, str]:
         """Create a token; returns the row and the raw token, which is never stored."""

@@ -183,13 +183,6 @@ def install_schedule(
     return task, created
 
 
-def remove_schedule(key: str) -> bool:
-    from django_celery_beat.models import PeriodicTask
-
-    deleted, _ = PeriodicTask.objects.filter(name=key).delete()
-    return bool(deleted)
-
-
 def next_run(
     task: Any, now: datetime | None = None, pattern: Pattern | None = None
 ) -> datetime | None:

@@ -1,0 +1,213 @@
+"""The job archive's one writer: every JobRecord and JobAttempt row is written here.
+
+Two callers: the recorder (tasks/recorder.py), which hands over each batch of events it
+reads from the streams (`apply`), and the platform's job operations (tasks/control.py),
+which archive a job they removed from the registry at once (`record_removed`) rather than
+wait for the recorder. Applying the same events twice gives the same rows: a snapshot
+upsert is idempotent, and an attempt is keyed by the stream id of the `active` event that
+opened it.
+
+A job that left the registry before its events were applied (removed on completion, say)
+is archived from its events alone: state, result, reason and times, but no name or data
+unless an earlier batch saw them. Once a row has `removed_at`, events about a job whose
+hash is gone no longer change it (a cancelled job stays cancelled).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from tasks.events import Event
+from tasks.job import Job, get_jobs
+from tasks.models import JobAttempt, JobRecord
+
+#: Every JobRecord column written, on insert and on conflict alike.
+UPDATE_FIELDS = [
+    "name", "state", "data", "opts", "returnvalue", "failed_reason", "stacktrace",
+    "attempts_made", "progress", "created_at", "processed_on", "finished_on", "worker",
+    "removed_at", "updated_at",
+]  # fmt: skip
+
+
+def _ms(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, tz=UTC) if value else None
+
+
+def _at(event: Event) -> datetime:
+    """When the event was written: its stream id's milliseconds."""
+    return _ms(int(event.id.split("-")[0]))
+
+
+def _archive_state(state: str | None) -> str | None:
+    # Paused is the queue's state, and no per-job event says when it ends.
+    return "waiting" if state == "paused" else state
+
+
+def record_from_job(job: Job) -> JobRecord:
+    """The archive row for a registry job, unsaved (the admin shows one for a live job the
+    recorder has not written yet)."""
+    return JobRecord(
+        queue=job.queue, job_id=job.id, name=job.name, state=_archive_state(job.state),
+        data=job.data, opts=job.opts, returnvalue=job.returnvalue,
+        failed_reason=job.failed_reason or "", stacktrace=job.stacktrace,
+        attempts_made=job.attempts_made, progress=job.progress,
+        created_at=_ms(job.created_at), processed_on=_ms(job.processed_on),
+        finished_on=_ms(job.finished_on), worker=job.worker or "", removed_at=None,
+    )  # fmt: skip
+
+
+def _upsert(records: list[JobRecord]) -> list[JobRecord]:
+    return JobRecord.objects.bulk_create(
+        records, update_conflicts=True, unique_fields=["queue", "job_id"],
+        update_fields=UPDATE_FIELDS,
+    )  # fmt: skip
+
+
+def record_removed(job: Job, state: str) -> JobRecord:
+    """Archive `job`, just removed from the registry, as `state` (the one it had, or
+    `cancelled`) with `removed_at` now. The recorder's later `removed` event keeps it."""
+    row = record_from_job(job)
+    row.state = _archive_state(state)
+    row.removed_at = timezone.now()
+    _upsert([row])
+    return row
+
+
+def _fold(row: JobRecord, events: list[Event]) -> None:
+    """What the events say about a job whose hash is gone (removed, trimmed)."""
+    if row.created_at is None:  # its first event we saw: about when it was created
+        row.created_at = _at(events[0])
+    for e in events:
+        f = e.fields
+        if e.event == "waiting" or e.event == "stalled":
+            row.state = "waiting"
+        elif e.event in ("delayed", "retrying"):
+            row.state = "delayed"
+        elif e.event == "active":
+            row.state, row.processed_on, row.worker = "active", _at(e), f.get("worker", row.worker)
+        elif e.event == "progress":
+            row.progress = json.loads(f["progress"])
+        elif e.event == "completed":
+            row.state, row.finished_on = "completed", _at(e)
+            row.returnvalue = json.loads(f.get("returnvalue", "null"))
+            row.attempts_made += 1
+        elif e.event == "failed":
+            row.state, row.finished_on = "failed", _at(e)
+            row.failed_reason = f.get("failedReason", row.failed_reason)
+        elif e.event == "removed":
+            row.removed_at = _at(e)
+            return
+        if "attemptsMade" in f:
+            row.attempts_made = int(f["attemptsMade"])
+        if "failedReason" in f:
+            row.failed_reason = f["failedReason"]
+
+
+def apply(events: list[Event]) -> None:
+    """Upsert the archive rows for these stream events in one transaction.
+
+    Reads the current hash of every job the events name (one pipelined round trip per
+    queue), upserts one JobRecord per job, and opens and closes its JobAttempt rows.
+    """
+    by_job: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for event in events:
+        if event.job_id:  # paused/resumed events name no job
+            by_job[(event.queue, event.job_id)].append(event)
+    if not by_job:
+        return
+    for job_events in by_job.values():
+        job_events.sort(key=lambda e: tuple(int(part) for part in e.id.split("-")))
+    ids_by_queue: dict[str, list[str]] = defaultdict(list)
+    for queue, job_id in by_job:
+        ids_by_queue[queue].append(job_id)
+    live = {(j.queue, j.id): j for q, ids in ids_by_queue.items() for j in get_jobs(q, ids, False)}
+
+    with transaction.atomic():
+        existing: dict[tuple[str, str], JobRecord] = {}
+        for queue, ids in ids_by_queue.items():
+            for row in JobRecord.objects.filter(queue=queue, job_id__in=ids):
+                existing[(row.queue, row.job_id)] = row
+        records, reborn = [], []
+        for key in sorted(by_job):
+            row, job = existing.get(key), live.get(key)
+            if job is not None:
+                record = record_from_job(job)
+                if row and row.created_at and record.created_at != row.created_at:
+                    reborn.append(row.pk)  # the id was reused by a new job
+            elif row is not None and row.removed_at is not None:
+                continue  # removed (or cancelled) and already recorded: keep it as it was
+            else:
+                record = row or JobRecord(queue=key[0], job_id=key[1], state="waiting")
+                _fold(record, by_job[key])
+            records.append(record)
+        if not records:
+            return
+        saved = _upsert(records)
+        if reborn:
+            JobAttempt.objects.filter(job_id__in=reborn).delete()
+        _record_attempts({(r.queue, r.job_id): r.pk for r in saved}, by_job)
+
+
+def _record_attempts(pks: dict[tuple[str, str], int], by_job: dict) -> None:
+    """Open an attempt per `active` event, close it on completed/retrying/failed/stalled."""
+    relevant = {"active", "completed", "retrying", "failed", "stalled"}
+    jobs = {pk: by_job[key] for key, pk in pks.items() if relevant & {e.event for e in by_job[key]}}
+    if not jobs:
+        return
+    latest: dict[int, JobAttempt] = {}
+    numbers = dict(
+        JobAttempt.objects.filter(job_id__in=jobs)
+        .order_by()
+        .values("job_id")
+        .annotate(top=Max("number"))
+        .values_list("job_id", "top")
+    )
+    known_events = {
+        (a.job_id, a.event_id): a for a in JobAttempt.objects.filter(job_id__in=jobs).order_by()
+    }
+    for attempt in known_events.values():
+        if attempt.number == numbers.get(attempt.job_id):
+            latest[attempt.job_id] = attempt
+    created: list[JobAttempt] = []
+    changed: dict[int, JobAttempt] = {}
+    for pk, events in jobs.items():
+        current = latest.get(pk)
+        for e in events:
+            if e.event == "active":
+                replayed = known_events.get((pk, e.id))
+                if replayed is not None:
+                    current = replayed
+                    continue
+                if current is not None and current.outcome == JobAttempt.RUNNING:
+                    # Its closing event was lost (the stream was trimmed before it was read).
+                    current.outcome = JobAttempt.STALLED
+                    changed[id(current)] = current
+                numbers[pk] = numbers.get(pk, 0) + 1
+                current = JobAttempt(
+                    job_id=pk, number=numbers[pk], started_at=_at(e), event_id=e.id,
+                    worker=e.fields.get("worker", ""),
+                )  # fmt: skip
+                created.append(current)
+                known_events[(pk, e.id)] = current
+            elif e.event in relevant and current is not None:
+                if current.outcome != JobAttempt.RUNNING:
+                    continue  # already closed: a replayed event, or one of a lost attempt
+                current.finished_at = _at(e)
+                current.outcome = {
+                    "completed": JobAttempt.COMPLETED, "retrying": JobAttempt.RETRYING,
+                    "failed": JobAttempt.FAILED, "stalled": JobAttempt.STALLED,
+                }[e.event]  # fmt: skip
+                current.failed_reason = e.fields.get("failedReason", "")
+                if current.pk is not None:
+                    changed[id(current)] = current
+    JobAttempt.objects.bulk_create(created)
+    if changed:
+        JobAttempt.objects.bulk_update(
+            list(changed.values()), ["finished_at", "outcome", "failed_reason"]
+        )
