@@ -114,18 +114,24 @@ class CreatedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class RemovedFilter(admin.SimpleListFilter):
-    title, parameter_name = "in the registry", "removed"
+class DateSetFilter(admin.SimpleListFilter):
+    """Rows whose `field` (a date) is set ("yes") or not ("no"), under the given labels."""
+
+    field = ""
+    labels = ("not set", "set")
 
     def lookups(self, request, model_admin):
-        return [("no", "Not removed"), ("yes", "Removed or cancelled")]
+        return [("no", self.labels[0]), ("yes", self.labels[1])]
 
     def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(removed_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(removed_at__isnull=True)
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == "no"})
         return queryset
+
+
+class RemovedFilter(DateSetFilter):
+    title, parameter_name = "in the registry", "removed"
+    field, labels = "removed_at", ("Not removed", "Removed or cancelled")
 
 
 # --- search: by id (prefix) and by data ---------------------------------------------------

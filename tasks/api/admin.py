@@ -6,22 +6,13 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from tasks.admin_filters import DateSetFilter
 from tasks.api.models import TOKEN_PREFIX, ApiToken
 
 
-class RevokedFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "revoked"
-
-    def lookups(self, request, model_admin):
-        return [("no", "live"), ("yes", "revoked")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "no":
-            return queryset.filter(revoked_at__isnull=True)
-        if self.value() == "yes":
-            return queryset.filter(revoked_at__isnull=False)
-        return queryset
+class RevokedFilter(DateSetFilter):
+    title, parameter_name = "status", "revoked"
+    field, labels = "revoked_at", ("live", "revoked")
 
 
 @admin.register(ApiToken)

@@ -265,3 +265,6 @@ def test_the_admin_creates_a_token_shows_it_once_and_revokes_it(admin_client):
                       {"action": "revoke", "_selected_action": [token.pk]})  # fmt: skip
     assert ApiToken.objects.get(pk=token.pk).revoked
     assert_error(ApiClient(raw).get("/api/v1/queues"), 401, "token_revoked")
+    live = admin_client.get("/admin/jobyard_api/apitoken/?revoked=no").content.decode()
+    revoked = admin_client.get("/admin/jobyard_api/apitoken/?revoked=yes").content.decode()
+    assert "from-admin" not in live and "from-admin" in revoked
