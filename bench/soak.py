@@ -122,8 +122,12 @@ class Soak:
         self.redis = RedisServer(free_port(), tmp / "redis", persistent=True)
         self.postgres = PostgresServer(free_port(), tmp / "postgres", durable=False)
         self.runs_file = tmp / "runs.log"
+        # The project's defaults but for SOAK_ENV, whatever the calling shell (or the test
+        # command) exported.
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("JOBYARD_", "QUEUE_", "WORKER_", "CELERY_"))}  # fmt: skip
         self.env = {
-            **os.environ, **SOAK_ENV, "REDIS_URL": self.redis.url,
+            **inherited, **SOAK_ENV, "REDIS_URL": self.redis.url,
             "DATABASE_URL": self.postgres.url(), "SOAK_RUNS_FILE": str(self.runs_file),
         }  # fmt: skip
         self.procs: dict[str, Proc] = {}
@@ -241,13 +245,17 @@ class Soak:
         return None
 
     def fault(self, kind: str, target: str, action) -> None:
+        """Inject a fault; then time how long a job sent right after it takes to complete."""
         started = time.monotonic()
         log(f"fault: {kind} {target}")
         action()
+        ended = time.monotonic()
         queue = next((q for n, q, _ in WORKERS if n == target), "default").split(",")[0]
+        recovered = self.probe(queue, ended)
         self.faults.append({
             "kind": kind, "target": target, "at_s": round(started - self.t0, 1),
-            "recovered_after_s": self.probe(queue, started),
+            # How long the fault itself lasted (a restart, a stop), then the recovery after.
+            "fault_s": round(ended - started, 2), "recovered_after_s": recovered,
         })  # fmt: skip
 
     def restart_redis(self) -> None:
@@ -372,10 +380,12 @@ class Soak:
         for why in schedule_doubles.values():
             doubles[why] += 1
         archive = self.archive_check()
+        # After a minute's warm-up (pool processes forked, modules imported): the first and
+        # last readings and the largest. A restarted worker starts small again.
         rss = defaultdict(list)
         for row in self.samples:
             for key, value in row.items():
-                if key.startswith(("rss_kb.", "redis_used")):
+                if key.startswith(("rss_kb.", "redis_used")) and row["t"] >= 60:
                     rss[key].append(value)
         memory = {k: {"first": v[0], "last": v[-1], "max": max(v)} for k, v in rss.items() if v}
         return {
@@ -402,8 +412,8 @@ class Soak:
     def run(self) -> dict[str, Any]:
         self.redis.start()
         self.postgres.start()
-        os.environ.update({k: v for k, v in self.env.items() if k in SOAK_ENV or k in (
-            "REDIS_URL", "DATABASE_URL", "SOAK_RUNS_FILE")})  # fmt: skip
+        os.environ.clear()
+        os.environ.update(self.env)
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT,
                        env=self.env, check=True)  # fmt: skip
         import django
