@@ -46,10 +46,20 @@ def record_loss(request: Request, reason: str) -> str | None:
         return None
 
 
+def _requests() -> set[Request]:
+    """The requests this worker holds (reserved or running), read from another thread: the
+    main thread may change the sets meanwhile, which makes an iteration raise; read again."""
+    while True:
+        try:
+            return {*state.reserved_requests, *state.active_requests}
+        except RuntimeError:  # "set changed size during iteration"
+            continue
+
+
 def held_claims() -> list[tuple[str, str, str]]:
     """(queue, job id, token) of every claimed job this worker holds, running or reserved."""
     held = []
-    for request in {*state.reserved_requests, *state.active_requests}:
+    for request in _requests():
         claim = (request.message.headers or {}).get(CLAIM_HEADER)
         if claim and not getattr(request, "_jobyard_loss", None):
             held.append((get_job_type(request.name).queue, request.id, claim["token"]))
@@ -58,7 +68,7 @@ def held_claims() -> list[tuple[str, str, str]]:
 
 def cut_off_running(reason: str) -> int:
     """Record every job this worker is running as cut off (a shutdown's end); how many."""
-    return sum(record_loss(r, reason) is not None for r in list(state.active_requests))
+    return sum(record_loss(r, reason) is not None for r in _requests() if r.time_start)
 
 
 def _worker_lost_reason(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ One daemon thread per worker (started when the worker is ready, stopped at shutd
 - finds stalled jobs of the queues it consumes (their lock expired: the worker running
   them died) and sends them again, up to the stall limit;
 - sends again the waiting jobs of those queues whose message is gone (a backstop);
+- renews the locks of the jobs this worker holds, whatever its pool processes are doing;
 - writes this worker's heartbeat (host, queues, concurrency, running jobs).
 
 Each of these is one atomic script, so any number of workers can run the loop at once.
