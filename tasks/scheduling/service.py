@@ -26,9 +26,9 @@ from tasks.scheduling.patterns import (
     InvalidSchedule,
     Once,
     Pattern,
-    parse_at,
     parse_cron,
     parse_every,
+    parse_kind,
     zone,
 )
 
@@ -46,26 +46,32 @@ class Spec:
     timezone: str | None = None
 
     def pattern(self, anchor: datetime) -> Pattern:
+        """The pattern, refused if malformed or if it would never fire (parse_kind)."""
         given = [name for name in ("cron", "every", "at") if getattr(self, name) is not None]
         if len(given) != 1:
             raise InvalidSchedule("pattern", "give exactly one of cron, every or at")
         tz = zone(self.timezone or settings.TIME_ZONE)
-        if self.cron is not None:
-            return parse_cron(self.cron, tz)
-        if self.every is not None:
-            return parse_every(self.every, anchor)
-        return parse_at(self.at)
+        (kind,) = given
+        return parse_kind(kind, getattr(self, kind), tz, anchor, now=anchor)
+
+
+def crontab_fields(crontab: Any, seconds: str = "") -> str:
+    """A CrontabSchedule row as cron fields, with a leading seconds field if given."""
+    c = crontab
+    fields = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+    return f"{seconds} {fields}" if seconds else fields
 
 
 def plan_for(task: Any) -> Pattern:
-    """The pattern of a PeriodicTask as it is now in the database."""
+    """The pattern of a PeriodicTask as it is now in the database.
+
+    Only parsed, not checked for ever firing (a row may predate that check): computing the
+    runs of such a pattern raises InvalidSchedule, which the beat and the listing handle.
+    """
     extra = getattr(task, "jobyard", None)
     if task.crontab_id:
-        c = task.crontab
-        fields = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-        if extra and extra.seconds:
-            fields = f"{extra.seconds} {fields}"
-        return parse_cron(fields, str(c.timezone))
+        fields = crontab_fields(task.crontab, extra.seconds if extra else "")
+        return parse_cron(fields, str(task.crontab.timezone))
     anchor = extra.anchor if extra else task.date_changed
     if task.interval_id:
         every_ms = (extra.every_ms if extra else None) or round(
