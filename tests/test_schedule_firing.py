@@ -169,3 +169,22 @@ def test_schedule_recurring_refuses_a_bad_pattern_at_enqueue():
         enqueue("schedule-recurring", {"key": "k", "target": "ping", "pattern": "0 0 * * funday"})
     with pytest.raises(InvalidJobData, match="count"):
         enqueue("schedule-recurring", {"key": "k", "target": "t-typed", "pattern": "0 0 * * *"})
+
+
+def insert_february_30th(key="feb-30"):
+    """A schedule as an old row would hold it: written past today's validation."""
+    from django_celery_beat.models import CrontabSchedule
+
+    never = CrontabSchedule.objects.create(
+        minute="0", hour="0", day_of_month="30", month_of_year="2", timezone="UTC"
+    )
+    return PeriodicTask.objects.create(
+        name=key, task="t-echo.catalog", kwargs='{"value": 1}', crontab=never
+    )
+
+
+def test_a_broken_schedule_is_listed_before_the_beat_saw_it():
+    insert_february_30th()
+    (listed,) = list_schedules("catalog")
+    assert (listed["key"], listed["pattern"], listed["next"]) == ("feb-30", "0 0 30 2 *", None)
+    assert "never fires" in listed["lastError"]

@@ -4,8 +4,8 @@ The form checks a schedule the way install_schedule does: the job type exists, t
 parameters fit its schema, the options are valid, the crontab or one-off time is one that
 fires (not `0 0 30 2 *`, February 30th), a 6-field pattern's seconds field parses, and an
 interval in ms is in range; each error is shown on the field at fault. The list shows each
-schedule's next run and its last error; the page has Jobyard's row inline (seconds,
-options, misfire policy).
+schedule's next run and its error (a broken schedule: no next run, and why); the page has
+Jobyard's row inline (seconds, options, misfire policy).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tasks.options import parse_options
 from tasks.registry import get_job_type
 from tasks.scheduling.models import JobSchedule
 from tasks.scheduling.patterns import InvalidSchedule, parse_cron, parse_every, parse_kind
-from tasks.scheduling.service import crontab_fields, next_run
+from tasks.scheduling.service import crontab_fields, schedule_status
 
 
 class PeriodicTaskForm(BeatPeriodicTaskForm):
@@ -108,13 +108,20 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
 
     @admin.display(description="next run")
     def next_run(self, obj: PeriodicTask) -> str:
-        upcoming = next_run(obj, timezone.now())
+        upcoming = self._status(obj)[1]
         return upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "—"
 
     @admin.display(description="last error")
     def last_error(self, obj: PeriodicTask) -> str:
-        extra = getattr(obj, "jobyard", None)
-        return extra.last_error if extra else ""
+        # What the beat recorded, or why the pattern cannot be computed (a broken row).
+        return self._status(obj)[2]
+
+    @staticmethod
+    def _status(obj: PeriodicTask) -> tuple:
+        """schedule_status, once per row of the list (two columns show it)."""
+        if not hasattr(obj, "_jobyard_status"):
+            obj._jobyard_status = schedule_status(obj, timezone.now())
+        return obj._jobyard_status
 
     def get_queryset(self, request):
         return (
