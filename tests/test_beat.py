@@ -1,14 +1,16 @@
 """Real beat processes: two at once fire each run once, a dead leader is replaced within
-the lease, edits take effect live, and downtime is caught up once."""
+the lease, edits take effect live, downtime is caught up once and a broken schedule stops no
+other."""
 
 import time
 
 import pytest
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from tasks import get_job, keys
 from tasks.connection import get_redis
 from tasks.events import read_events
+from tasks.scheduling.models import JobSchedule
 from tasks.scheduling.service import install_schedule
 from tests.conftest import wait_for
 
@@ -94,3 +96,22 @@ def test_after_beat_was_down_it_fires_once_not_once_per_missed_run(worker, start
     assert after == list(range(after[0], after[0] + len(after))), (
         "runs after the restart are regular"
     )
+
+
+def test_a_schedule_that_never_fires_does_not_stop_the_beat_or_the_others(
+    worker, start_beat, tmp_path
+):
+    """`0 0 30 2 *` (February 30th), as an old row holds it: croniter's error used to leave
+    the beat's step, so the beat exited on every start and no schedule fired."""
+    never = CrontabSchedule.objects.create(
+        minute="0", hour="0", day_of_month="30", month_of_year="2", timezone="UTC"
+    )
+    PeriodicTask.objects.create(name="feb-30", task="t-echo.email", crontab=never)
+    install_schedule(KEY, "t-echo.email", {"value": 1}, cron="* * * * * *")
+    log = tmp_path / "beat.log"
+    beat = start_beat(output=log)
+    wait_for(lambda: len(fired()) >= 3, timeout=60, message="the healthy schedule's runs")
+    assert beat.process.poll() is None, "the beat exited"
+    broken = JobSchedule.objects.get(periodic_task__name="feb-30")
+    assert "never fires" in broken.last_error
+    assert log.read_text().count("schedule_broken") == 1  # once, not once per step

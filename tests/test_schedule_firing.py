@@ -183,8 +183,47 @@ def insert_february_30th(key="feb-30"):
     )
 
 
+def test_a_schedule_that_never_fires_is_marked_broken_and_the_others_fire():
+    insert_february_30th()
+    install()
+    fire_due(T0 + timedelta(seconds=10))  # raised CroniterBadDateError out of the step
+    assert [j.id for j in runs_of("every-10s")] == [
+        run_job_id("every-10s", T0 + timedelta(seconds=10))
+    ]
+    broken = JobSchedule.objects.get(periodic_task__name="feb-30")
+    assert "never fires" in broken.last_error
+    listed = {s["key"]: s for s in list_schedules()}
+    assert listed["feb-30"]["next"] is None
+    assert "never fires" in listed["feb-30"]["lastError"]
+    assert listed["every-10s"]["next"] and listed["every-10s"]["lastError"] == ""
+
+
 def test_a_broken_schedule_is_listed_before_the_beat_saw_it():
     insert_february_30th()
     (listed,) = list_schedules("catalog")
     assert (listed["key"], listed["pattern"], listed["next"]) == ("feb-30", "0 0 30 2 *", None)
     assert "never fires" in listed["lastError"]
+
+
+def test_an_error_in_one_schedule_is_recorded_and_the_others_fire(monkeypatch):
+    from tasks.scheduling import firing
+
+    install("boom")
+    install("fine")
+
+    def enqueue(name, data, **options):
+        if options["schedule"] == "boom":
+            raise RuntimeError("kaput")
+        return real_enqueue(name, data, **options)
+
+    real_enqueue = firing.enqueue
+    monkeypatch.setattr(firing, "enqueue", enqueue)
+    fire_due(T0 + timedelta(seconds=10))
+    assert len(runs_of("fine")) == 1 and runs_of("boom") == []
+    assert JobSchedule.objects.get(periodic_task__name="boom").last_error == "RuntimeError: kaput"
+    assert {s["key"]: s for s in list_schedules()}["boom"]["lastError"] == "RuntimeError: kaput"
+
+    monkeypatch.setattr(firing, "enqueue", real_enqueue)  # fixed: it fires and is clean again
+    fire_due(T0 + timedelta(seconds=20))
+    assert len(runs_of("boom")) == 1
+    assert JobSchedule.objects.get(periodic_task__name="boom").last_error == ""

@@ -11,6 +11,11 @@ Misfires: a run is late when it is older than JOBYARD_BEAT_MISFIRE_GRACE_MS. Aft
 was down, only the latest missed run of a schedule is considered, never one per missed
 time; the schedule's policy fires it once ("once") or drops it ("skip").
 Pile-ups: a run is skipped while the previous run's job has not started yet.
+
+Isolation: each schedule is one step of its own. Anything one raises (a pattern of an old
+row that never fires, a bug) is logged as schedule_broken and recorded as the schedule's
+last_error; the other schedules fire on time and the beat goes on. Only the loss of the
+database or of Redis ends the step early (the beat retries it: tasks/scheduling/beat.py).
 """
 
 from __future__ import annotations
@@ -21,18 +26,23 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasks.enqueue import enqueue
 from tasks.errors import JobyardError
 from tasks.job import get_job
 from tasks.registry import get_job_type
-from tasks.scheduling.service import fingerprint, plan_for, run_job_id
+from tasks.scheduling.service import describe_error, fingerprint, plan_for, run_job_id
 
 log = structlog.get_logger("jobyard.beat")
 #: Job states in which the previous run has not started: the next one is not piled on.
 NOT_STARTED = ("waiting", "delayed", "paused")
+#: The database or Redis is gone: no schedule's fault, so the whole step is retried.
+UNREACHABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 
 
 def fire_due(now: datetime | None = None) -> float:
@@ -40,44 +50,55 @@ def fire_due(now: datetime | None = None) -> float:
     so that edits in the admin take effect within a second)."""
     from django_celery_beat.models import PeriodicTask
 
-    from tasks.scheduling.models import JobSchedule
-
     now = now or timezone.now()
     sleep = 1.0
     tasks = PeriodicTask.objects.filter(enabled=True).select_related(
         "crontab", "interval", "clocked", "jobyard"
     )
     for task in tasks:
-        extra = getattr(task, "jobyard", None)
-        if extra is None:
-            # Created in the admin without Jobyard's row: start from now, no backfill.
-            extra, _ = JobSchedule.objects.get_or_create(
-                periodic_task=task,
-                defaults={"anchor": now, "last_tick": now, "fingerprint": fingerprint(task)},
-            )
-            task.jobyard = extra
         try:
-            pattern, problem = plan_for(task), None
-        except JobyardError as exc:
-            pattern, problem = None, str(exc)
-        seen = fingerprint(task, pattern, problem)
-        if extra.fingerprint != seen:
-            # Edited since the last step: restart from now instead of firing a past run.
-            JobSchedule.objects.filter(pk=task.pk).update(
-                last_tick=now, anchor=now, last_error="", fingerprint=seen
-            )
-            log.info("schedule_changed", key=task.name, pattern=seen)
+            upcoming = _step(task, now)
+        except UNREACHABLE:
+            raise
+        except Exception as exc:  # one schedule's trouble is not the others'
+            _record_broken(task, exc)
             continue
-        if pattern is None:
-            _record_error(extra, problem)
-            continue
-        due = pattern.latest_at_or_before(now)
-        if due is not None and (extra.last_tick is None or due > extra.last_tick):
-            _fire(task, extra, due, now)
-        upcoming = pattern.next_after(now)
         if upcoming is not None:
             sleep = min(sleep, max((upcoming - now).total_seconds(), 0.0))
     return sleep
+
+
+def _step(task: Any, now: datetime) -> datetime | None:
+    """Fire schedule `task` if a run is due; return its next run (None: nothing to wait for)."""
+    from tasks.scheduling.models import JobSchedule
+
+    extra = getattr(task, "jobyard", None)
+    if extra is None:
+        # Created in the admin without Jobyard's row: start from now, no backfill.
+        extra, _ = JobSchedule.objects.get_or_create(
+            periodic_task=task,
+            defaults={"anchor": now, "last_tick": now, "fingerprint": fingerprint(task)},
+        )
+        task.jobyard = extra
+    try:
+        pattern, problem = plan_for(task), None
+    except JobyardError as exc:
+        pattern, problem = None, str(exc)
+    seen = fingerprint(task, pattern, problem)
+    if extra.fingerprint != seen:
+        # Edited since the last step: restart from now instead of firing a past run.
+        JobSchedule.objects.filter(pk=task.pk).update(
+            last_tick=now, anchor=now, last_error="", fingerprint=seen
+        )
+        log.info("schedule_changed", key=task.name, pattern=seen)
+        return None
+    if pattern is None:
+        _record_error(extra, problem)
+        return None
+    due = pattern.latest_at_or_before(now)
+    if due is not None and (extra.last_tick is None or due > extra.last_tick):
+        _fire(task, extra, due, now)
+    return pattern.next_after(now)
 
 
 def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
@@ -117,6 +138,24 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
     # update(), not save(): save() would mark every schedule changed for other beats.
     PeriodicTask.objects.filter(pk=task.pk).update(**updates)
     log.info("schedule_fired", key=key, job_id=job.id, due=due.isoformat(), late=late)
+
+
+def _record_broken(task: Any, exc: Exception) -> None:
+    """Log and record what one schedule raised; logged once while the error stays the same."""
+    from tasks.scheduling.models import JobSchedule
+
+    message = describe_error(exc)[:2000]
+    extra = getattr(task, "jobyard", None)
+    if extra is not None and extra.last_error == message:
+        return
+    log.error("schedule_broken", key=task.name, error=message,
+              exc_info=not isinstance(exc, JobyardError))  # fmt: skip
+    try:
+        JobSchedule.objects.filter(pk=task.pk).update(last_error=message)
+    except UNREACHABLE:
+        raise
+    except Exception as failed:  # e.g. the row itself is the problem: the log must do
+        log.error("schedule_broken_unrecorded", key=task.name, error=str(failed))
 
 
 def _record_error(extra: Any, message: str) -> None:
