@@ -1,13 +1,13 @@
 """Real beat processes: two at once fire each run once, a dead leader is replaced within
-the lease, edits take effect live, downtime is caught up once and a broken schedule stops no
-other."""
+the lease, edits take effect live, downtime is caught up once, a broken schedule stops no
+other, and a stuck run holds its schedule back only for a while."""
 
 import time
 
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tasks import get_job, keys
+from tasks import Queue, get_job, keys
 from tasks.connection import get_redis
 from tasks.events import read_events
 from tasks.scheduling.models import JobSchedule
@@ -115,3 +115,21 @@ def test_a_schedule_that_never_fires_does_not_stop_the_beat_or_the_others(
     broken = JobSchedule.objects.get(periodic_task__name="feb-30")
     assert "never fires" in broken.last_error
     assert log.read_text().count("schedule_broken") == 1  # once, not once per step
+
+
+def test_a_run_stuck_waiting_holds_its_schedule_back_only_for_the_bound(start_beat, tmp_path):
+    """No worker serves `catalog`: each run waits for ever. The schedule used to wait for it
+    for ever too; now it fires again once the previous run waited JOBYARD_SCHEDULE_STUCK_MS."""
+    install_schedule("stuck", "t-echo.catalog", {"value": 1}, cron="* * * * * *")
+    log = tmp_path / "beat.log"
+    start_beat(output=log, env={"JOBYARD_SCHEDULE_STUCK_MS": "2000"})
+
+    def runs() -> list[str]:
+        return sorted(j.id for j in Queue("catalog").get_jobs(["waiting"], 0, 999))
+
+    first = wait_for(runs, timeout=60, message="the first run")
+    time.sleep(1.5)
+    assert runs() == first, "a run was piled on one that waited less than the bound"
+    wait_for(lambda: len(runs()) >= 3, timeout=15, message="runs after the bound")
+    assert "schedule_previous_run_stuck" in log.read_text()
+    assert first[0] in log.read_text()

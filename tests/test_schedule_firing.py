@@ -1,5 +1,6 @@
 """One beat step at a time, with a clock the test moves: runs, misfires, pile-ups, edits."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -227,3 +228,29 @@ def test_an_error_in_one_schedule_is_recorded_and_the_others_fire(monkeypatch):
     fire_due(T0 + timedelta(seconds=20))
     assert len(runs_of("boom")) == 1
     assert JobSchedule.objects.get(periodic_task__name="boom").last_error == ""
+
+
+def test_a_previous_run_stuck_waiting_blocks_its_schedule_only_for_a_while(settings):
+    settings.JOBYARD = {**settings.JOBYARD, "SCHEDULE_STUCK_MS": 1000}
+    install()
+    fire_due(T0 + timedelta(seconds=10))  # nobody consumes catalog: run 1 waits for ever
+    fire_due(T0 + timedelta(seconds=20))  # not piled on
+    assert len(runs_of("every-10s")) == 1
+    time.sleep(1.1)  # the bound is measured on the wall clock, from the job's own timestamps
+    fire_due(T0 + timedelta(seconds=30))
+    assert sorted(j.id for j in runs_of("every-10s")) == sorted(
+        run_job_id("every-10s", T0 + timedelta(seconds=s)) for s in (10, 30)
+    )
+    fire_due(T0 + timedelta(seconds=40))  # the new run is the previous one now: it blocks
+    assert len(runs_of("every-10s")) == 2
+
+
+def test_a_delayed_previous_run_is_not_stuck_before_its_delay_ends(settings):
+    settings.JOBYARD = {**settings.JOBYARD, "SCHEDULE_STUCK_MS": 1000}
+    install(cron="*/10 * * * * *")
+    JobSchedule.objects.filter(periodic_task__name="every-10s").update(options={"delay": 60_000})
+    fire_due(T0 + timedelta(seconds=10))
+    time.sleep(1.1)
+    fire_due(T0 + timedelta(seconds=20))
+    delayed = Queue("catalog").get_jobs(["delayed"], 0, 99)
+    assert [j.id for j in delayed] == [run_job_id("every-10s", T0 + timedelta(seconds=10))]

@@ -10,7 +10,10 @@ Exactly once, with two beats running or a beat dying mid-step:
 Misfires: a run is late when it is older than JOBYARD_BEAT_MISFIRE_GRACE_MS. After beat
 was down, only the latest missed run of a schedule is considered, never one per missed
 time; the schedule's policy fires it once ("once") or drops it ("skip").
-Pile-ups: a run is skipped while the previous run's job has not started yet.
+Pile-ups: a run is skipped while the previous run's job has not started yet, but never
+for long: a previous run that has not started within JOBYARD_SCHEDULE_STUCK_MS (a lost
+message, a paused queue, a queue no worker serves) is stuck, and the schedule fires again
+(logged as schedule_previous_run_stuck). A previous run that no longer exists never blocks.
 
 Isolation: each schedule is one step of its own. Anything one raises (a pattern of an old
 row that never fires, a bug) is logged as schedule_broken and recorded as the schedule's
@@ -21,6 +24,7 @@ database or of Redis ends the step early (the beat retries it: tasks/scheduling/
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,10 +122,14 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
         declared = get_job_type(task.task) if task.task else None
         previous = get_job(declared.queue, extra.last_job_id) if declared else None
         if previous is not None and previous.state in NOT_STARTED:
-            log.info("schedule_run_skipped", key=key, due=due.isoformat(),
-                     reason=f"previous run {previous.id} is still {previous.state}")  # fmt: skip
-            handled.update(last_tick=due)
-            return
+            waited_ms = _not_started_for_ms(previous)
+            if waited_ms < settings.JOBYARD["SCHEDULE_STUCK_MS"]:
+                log.info("schedule_run_skipped", key=key, due=due.isoformat(),
+                         reason=f"previous run {previous.id} is still {previous.state}")  # fmt: skip
+                handled.update(last_tick=due)
+                return
+            log.warning("schedule_previous_run_stuck", key=key, job_id=previous.id,
+                        state=previous.state, waited_ms=waited_ms, due=due.isoformat())  # fmt: skip
     job_id = run_job_id(key, due)
     try:
         job = enqueue(task.task, json.loads(task.kwargs or "{}"),
@@ -138,6 +146,17 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
     # update(), not save(): save() would mark every schedule changed for other beats.
     PeriodicTask.objects.filter(pk=task.pk).update(**updates)
     log.info("schedule_fired", key=key, job_id=job.id, due=due.isoformat(), late=late)
+
+
+def _not_started_for_ms(job: Any) -> int:
+    """How long a run that has not started has been waiting to, on the wall clock (the
+    job's own timestamps are wall-clock ms): since it was created or its last attempt
+    started; a delayed run, since its delay ends (negative until then)."""
+    if job.state == "delayed" and job.delay_until:
+        since = job.delay_until
+    else:
+        since = max(job.created_at or 0, job.processed_on or 0)
+    return int(time.time() * 1000) - since
 
 
 def _record_broken(task: Any, exc: Exception) -> None:
