@@ -149,9 +149,9 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
 
 
 def _not_started_for_ms(job: Any) -> int:
-    """How long a run that has not started has been waiting to, on the wall clock (the
-    job's own timestamps are wall-clock ms): since it was created or its last attempt
-    started; a delayed run, since its delay ends (negative until then)."""
+    """How long a run that has not started has been waiting to start, in ms on the wall
+    clock (the job's own timestamps are wall-clock ms): since it was created or its last
+    attempt started; a delayed run, since its delay ends (negative until then)."""
     if job.state == "delayed" and job.delay_until:
         since = job.delay_until
     else:
