@@ -164,6 +164,11 @@ JOBYARD = {
     "BEAT_MISFIRE_GRACE_MS": env.int(
         "JOBYARD_BEAT_MISFIRE_GRACE_MS", default=30_000, validate=Range(min=0)
     ),
+    # A schedule's previous run that has not started within this long (lost, paused, no
+    # worker) no longer holds back its next runs (tasks/scheduling/firing.py).
+    "SCHEDULE_STUCK_MS": env.int(
+        "JOBYARD_SCHEDULE_STUCK_MS", default=600_000, validate=Range(min=1000)
+    ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
 }

@@ -7,15 +7,16 @@ import time
 from typing import Any
 
 from django.conf import settings
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from tasks.errors import JobyardError
 from tasks.job import Job
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type
 from tasks.scheduling.defaults import default_schedule
-from tasks.scheduling.patterns import parse_pattern, split_pattern
+from tasks.scheduling.patterns import InvalidSchedule, parse_pattern, split_pattern, zone
 from tasks.scheduling.service import install_schedule
 
 
@@ -70,14 +71,42 @@ class ScheduleRecurringParams(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     misfire: str = "once"
 
+    # The same checks install_schedule makes, so a bad request fails at the trigger (422),
+    # each error on its field.
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, value: str) -> str:
+        # Malformed, never firing (`0 0 30 2 *`), or a time out of range. Whether a pattern
+        # fires does not depend on its zone: read in UTC here, the zone checked on its own.
+        try:
+            parse_pattern(value, "UTC", anchor=_now())
+        except InvalidSchedule as exc:
+            raise _field_error("pattern", exc) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                zone(value)
+        except InvalidSchedule as exc:
+            raise _field_error("timezone", exc) from None
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ScheduleRecurringParams:
-        # The same checks install_schedule makes, so a bad request fails at the trigger (422).
         get_job_type(self.target).validate(self.params)
-        parse_pattern(self.pattern, self.timezone or settings.TIME_ZONE, anchor=_now())
         if self.misfire not in ("once", "skip"):
             raise ValueError("misfire must be once or skip")
         return self
+
+
+def _field_error(field: str, exc: InvalidSchedule) -> PydanticCustomError:
+    """Field `field`'s validation error: InvalidSchedule's words, without the field's name
+    again (but with a narrower one: `pattern (day of week): ...`, `at: ...`)."""
+    reason = exc.reason if exc.field == field else str(exc)
+    return PydanticCustomError("invalid_schedule", "{reason}", {"reason": reason})
 
 
 def _now():

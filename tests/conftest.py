@@ -125,8 +125,9 @@ class WorkerProcess:
 class BeatProcess:
     """`celery -A project beat` with Jobyard's scheduler, as a child process."""
 
-    def __init__(self, output: Path | None = None) -> None:
+    def __init__(self, output: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.output = output
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> BeatProcess:
@@ -134,6 +135,7 @@ class BeatProcess:
         env = {
             **os.environ,
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            **self.extra_env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", "beat", "-S",
@@ -159,8 +161,8 @@ class BeatProcess:
 def start_beat(django_db_setup) -> Iterator:
     started: list[BeatProcess] = []
 
-    def start(output: Path | None = None) -> BeatProcess:
-        beat = BeatProcess(output).start()
+    def start(output: Path | None = None, env: dict[str, str] | None = None) -> BeatProcess:
+        beat = BeatProcess(output, env).start()
         started.append(beat)
         return beat
 

@@ -73,3 +73,27 @@ def test_it_refuses_a_bad_schedule_naming_the_field(admin_client, overrides, mes
     assert response.status_code == 200  # the form again, with the error
     assert message in response.content.decode()
     assert not PeriodicTask.objects.filter(name="admin-made").exists()
+
+
+def test_a_crontab_that_never_fires_or_a_time_out_of_range_is_refused(admin_client):
+    never = CrontabSchedule.objects.create(minute="0", hour="0", day_of_month="30",
+                                           month_of_year="2")  # fmt: skip
+    response = admin_client.post("/admin/django_celery_beat/periodictask/add/", form(never))
+    assert response.status_code == 200
+    assert "never fires" in response.content.decode()
+    response = admin_client.post(
+        "/admin/django_celery_beat/periodictask/add/",
+        form(never, **{"jobyard-0-seconds": "", "jobyard-0-every_ms": str(10**15)}),
+    )
+    assert "at most 10 years" in response.content.decode()
+    assert not PeriodicTask.objects.filter(name="admin-made").exists()
+
+
+def test_the_list_shows_a_broken_schedule_with_its_error(admin_client):
+    never = CrontabSchedule.objects.create(minute="0", hour="0", day_of_month="30",
+                                           month_of_year="2")  # fmt: skip
+    PeriodicTask.objects.create(name="feb-30", task="ping", crontab=never)
+    response = admin_client.get("/admin/django_celery_beat/periodictask/")
+    assert response.status_code == 200
+    row = response.content.decode().split(">feb-30<")[1].split("</tr>")[0]
+    assert "never fires" in row and "—" in row

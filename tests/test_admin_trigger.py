@@ -74,3 +74,10 @@ def test_a_delayed_job_page_refreshes_until_it_finishes(admin_client):
     response = admin_client.post(TRIGGER, {"job_type": "ping", "data": "{}", "delay": "60000"})
     page = admin_client.get(response["Location"]).content.decode()
     assert 'id="jy-sent-state">delayed<' in page and 'http-equiv="refresh"' in page
+
+
+def test_it_refuses_a_schedule_that_would_never_fire(admin_client):
+    data = '{"key": "k", "target": "ping", "pattern": "0 0 30 2 *"}'
+    page = admin_client.post(TRIGGER, {"job_type": "schedule-recurring", "data": data})
+    assert "pattern: &#x27;0 0 30 2 *&#x27; never fires" in page.content.decode()
+    assert sum(Queue("default").counts().values()) == 0

@@ -1,14 +1,16 @@
 """Real beat processes: two at once fire each run once, a dead leader is replaced within
-the lease, edits take effect live, and downtime is caught up once."""
+the lease, edits take effect live, downtime is caught up once, a broken schedule stops no
+other, and a stuck run holds its schedule back only for a while."""
 
 import time
 
 import pytest
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from tasks import get_job, keys
+from tasks import Queue, get_job, keys
 from tasks.connection import get_redis
 from tasks.events import read_events
+from tasks.scheduling.models import JobSchedule
 from tasks.scheduling.service import install_schedule
 from tests.conftest import wait_for
 
@@ -94,3 +96,40 @@ def test_after_beat_was_down_it_fires_once_not_once_per_missed_run(worker, start
     assert after == list(range(after[0], after[0] + len(after))), (
         "runs after the restart are regular"
     )
+
+
+def test_a_schedule_that_never_fires_does_not_stop_the_beat_or_the_others(
+    worker, start_beat, tmp_path
+):
+    """`0 0 30 2 *` (February 30th), as an old row holds it: croniter's error used to leave
+    the beat's step, so the beat exited on every start and no schedule fired."""
+    never = CrontabSchedule.objects.create(
+        minute="0", hour="0", day_of_month="30", month_of_year="2", timezone="UTC"
+    )
+    PeriodicTask.objects.create(name="feb-30", task="t-echo.email", crontab=never)
+    install_schedule(KEY, "t-echo.email", {"value": 1}, cron="* * * * * *")
+    log = tmp_path / "beat.log"
+    beat = start_beat(output=log)
+    wait_for(lambda: len(fired()) >= 3, timeout=60, message="the healthy schedule's runs")
+    assert beat.process.poll() is None, "the beat exited"
+    broken = JobSchedule.objects.get(periodic_task__name="feb-30")
+    assert "never fires" in broken.last_error
+    assert log.read_text().count("schedule_broken") == 1  # once, not once per step
+
+
+def test_a_run_stuck_waiting_holds_its_schedule_back_only_for_the_bound(start_beat, tmp_path):
+    """No worker serves `catalog`: each run waits for ever. The schedule used to wait for it
+    for ever too; now it fires again once the previous run waited JOBYARD_SCHEDULE_STUCK_MS."""
+    install_schedule("stuck", "t-echo.catalog", {"value": 1}, cron="* * * * * *")
+    log = tmp_path / "beat.log"
+    start_beat(output=log, env={"JOBYARD_SCHEDULE_STUCK_MS": "2000"})
+
+    def runs() -> list[str]:
+        return sorted(j.id for j in Queue("catalog").get_jobs(["waiting"], 0, 999))
+
+    first = wait_for(runs, timeout=60, message="the first run")
+    time.sleep(1.5)
+    assert runs() == first, "a run was piled on one that waited less than the bound"
+    wait_for(lambda: len(runs()) >= 3, timeout=15, message="runs after the bound")
+    assert "schedule_previous_run_stuck" in log.read_text()
+    assert first[0] in log.read_text()

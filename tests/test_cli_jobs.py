@@ -185,6 +185,24 @@ def test_workers_and_schedules(worker):
     assert jobs("schedules", "--queue", "catalog")[0].strip() == "no schedules"
 
 
+def test_a_broken_schedule_is_listed_and_one_that_never_fires_refused():
+    from django_celery_beat.models import CrontabSchedule
+
+    never = CrontabSchedule.objects.create(minute="0", hour="0", day_of_month="30",
+                                           month_of_year="2", timezone="UTC")  # fmt: skip
+    PeriodicTask.objects.create(name="feb-30", task="t-echo.email", crontab=never)
+    table, _ = jobs("schedules")  # raised croniter's error
+    row = next(line for line in table.splitlines() if line.startswith("feb-30"))
+    assert " - " in row and "never fires" in row
+    (listed,) = json.loads(jobs("schedules", "--json")[0])
+    assert listed["next"] is None and "never fires" in listed["lastError"]
+
+    refused = fails("trigger", "schedule-recurring", "--param", "key=k", "--param",
+                    "target=ping", "--param", "pattern=0 0 30 2 *")  # fmt: skip
+    assert refused.returncode == 2
+    assert "pattern" in str(refused) and "never fires" in str(refused)
+
+
 def test_watch_redraws_the_counts_table():
     enqueue("t-echo.catalog", {})
     out, _ = jobs("watch", "--iterations", "3", "--interval", "0.01")

@@ -1,5 +1,6 @@
 """One beat step at a time, with a clock the test moves: runs, misfires, pile-ups, edits."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,3 +170,87 @@ def test_schedule_recurring_refuses_a_bad_pattern_at_enqueue():
         enqueue("schedule-recurring", {"key": "k", "target": "ping", "pattern": "0 0 * * funday"})
     with pytest.raises(InvalidJobData, match="count"):
         enqueue("schedule-recurring", {"key": "k", "target": "t-typed", "pattern": "0 0 * * *"})
+
+
+def insert_february_30th(key="feb-30"):
+    """A schedule as an old row would hold it: written past today's validation."""
+    from django_celery_beat.models import CrontabSchedule
+
+    never = CrontabSchedule.objects.create(
+        minute="0", hour="0", day_of_month="30", month_of_year="2", timezone="UTC"
+    )
+    return PeriodicTask.objects.create(
+        name=key, task="t-echo.catalog", kwargs='{"value": 1}', crontab=never
+    )
+
+
+def test_a_schedule_that_never_fires_is_marked_broken_and_the_others_fire():
+    insert_february_30th()
+    install()
+    fire_due(T0 + timedelta(seconds=10))  # raised CroniterBadDateError out of the step
+    assert [j.id for j in runs_of("every-10s")] == [
+        run_job_id("every-10s", T0 + timedelta(seconds=10))
+    ]
+    broken = JobSchedule.objects.get(periodic_task__name="feb-30")
+    assert "never fires" in broken.last_error
+    listed = {s["key"]: s for s in list_schedules()}
+    assert listed["feb-30"]["next"] is None
+    assert "never fires" in listed["feb-30"]["lastError"]
+    assert listed["every-10s"]["next"] and listed["every-10s"]["lastError"] == ""
+
+
+def test_a_broken_schedule_is_listed_before_the_beat_saw_it():
+    insert_february_30th()
+    (listed,) = list_schedules("catalog")
+    assert (listed["key"], listed["pattern"], listed["next"]) == ("feb-30", "0 0 30 2 *", None)
+    assert "never fires" in listed["lastError"]
+
+
+def test_an_error_in_one_schedule_is_recorded_and_the_others_fire(monkeypatch):
+    from tasks.scheduling import firing
+
+    install("boom")
+    install("fine")
+
+    def enqueue(name, data, **options):
+        if options["schedule"] == "boom":
+            raise RuntimeError("kaput")
+        return real_enqueue(name, data, **options)
+
+    real_enqueue = firing.enqueue
+    monkeypatch.setattr(firing, "enqueue", enqueue)
+    fire_due(T0 + timedelta(seconds=10))
+    assert len(runs_of("fine")) == 1 and runs_of("boom") == []
+    assert JobSchedule.objects.get(periodic_task__name="boom").last_error == "RuntimeError: kaput"
+    assert {s["key"]: s for s in list_schedules()}["boom"]["lastError"] == "RuntimeError: kaput"
+
+    monkeypatch.setattr(firing, "enqueue", real_enqueue)  # fixed: it fires and is clean again
+    fire_due(T0 + timedelta(seconds=20))
+    assert len(runs_of("boom")) == 1
+    assert JobSchedule.objects.get(periodic_task__name="boom").last_error == ""
+
+
+def test_a_previous_run_stuck_waiting_blocks_its_schedule_only_for_a_while(settings):
+    settings.JOBYARD = {**settings.JOBYARD, "SCHEDULE_STUCK_MS": 1000}
+    install()
+    fire_due(T0 + timedelta(seconds=10))  # nobody consumes catalog: run 1 waits for ever
+    fire_due(T0 + timedelta(seconds=20))  # not piled on
+    assert len(runs_of("every-10s")) == 1
+    time.sleep(1.1)  # the bound is measured on the wall clock, from the job's own timestamps
+    fire_due(T0 + timedelta(seconds=30))
+    assert sorted(j.id for j in runs_of("every-10s")) == sorted(
+        run_job_id("every-10s", T0 + timedelta(seconds=s)) for s in (10, 30)
+    )
+    fire_due(T0 + timedelta(seconds=40))  # the new run is the previous one now: it blocks
+    assert len(runs_of("every-10s")) == 2
+
+
+def test_a_delayed_previous_run_is_not_stuck_before_its_delay_ends(settings):
+    settings.JOBYARD = {**settings.JOBYARD, "SCHEDULE_STUCK_MS": 1000}
+    install(cron="*/10 * * * * *")
+    JobSchedule.objects.filter(periodic_task__name="every-10s").update(options={"delay": 60_000})
+    fire_due(T0 + timedelta(seconds=10))
+    time.sleep(1.1)
+    fire_due(T0 + timedelta(seconds=20))
+    delayed = Queue("catalog").get_jobs(["delayed"], 0, 99)
+    assert [j.id for j in delayed] == [run_job_id("every-10s", T0 + timedelta(seconds=10))]

@@ -4,7 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.scheduling.patterns import InvalidSchedule, parse_at, parse_cron, parse_every
+from tasks.scheduling.patterns import (
+    InvalidSchedule,
+    parse_at,
+    parse_cron,
+    parse_every,
+    parse_kind,
+    parse_pattern,
+)
+from tasks.scheduling.service import Spec
 
 pytestmark = pytest.mark.pure
 
@@ -89,3 +97,58 @@ def test_a_one_off_is_due_once_its_time_has_come():
     assert once.latest_at_or_before(datetime(2029, 12, 31, tzinfo=UTC)) is None
     assert once.next_after(datetime(2029, 12, 31, tzinfo=UTC)) == datetime(2030, 1, 1, tzinfo=UTC)
     assert once.next_after(datetime(2030, 1, 2, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize("pattern", ["0 0 30 2 *", "0 0 31 4 *", "*/5 0 0 30 2 *"])
+def test_a_cron_that_never_fires_is_refused_naming_the_pattern(pattern):
+    with pytest.raises(InvalidSchedule, match="never fires") as caught:
+        parse_pattern(pattern, "UTC", datetime.now(UTC))
+    assert caught.value.field == "pattern"
+
+
+def test_a_rare_cron_is_accepted_even_across_a_century_without_leap_day():
+    # 2100 is no leap year: from March 2097 the next February 29th is in 2104.
+    start = datetime(2097, 3, 1, tzinfo=UTC)
+    leap_day = parse_pattern("0 0 29 2 *", "UTC", start, now=start)
+    assert leap_day.next_after(start) == datetime(2104, 2, 29, tzinfo=UTC)
+
+
+def test_computing_a_cron_that_never_fires_raises_invalid_schedule_not_croniters_error():
+    """What the beat does with an old row that predates the check."""
+    never = parse_cron("0 0 30 2 *", "UTC")  # parses: each field alone is valid
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidSchedule, match="never fires"):
+        never.next_after(now)
+    with pytest.raises(InvalidSchedule, match="never fires"):
+        never.latest_at_or_before(now)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["at 0001-01-01T00:00:00+01:00", "at 9999-12-31T23:59:59-01:00", "at 0001-01-01T00:00:00Z",
+     "at 1969-12-31T23:59:59Z", "at 9999-06-01T00:00:00Z"],
+)  # fmt: skip
+def test_a_one_off_time_out_of_range_is_refused_not_an_overflow(text):
+    with pytest.raises(InvalidSchedule, match="out of range") as caught:
+        parse_pattern(text, "UTC", datetime.now(UTC))
+    assert caught.value.field == "at"
+
+
+def test_an_interval_longer_than_the_horizon_is_refused():
+    now = datetime.now(UTC)
+    with pytest.raises(InvalidSchedule, match="at most 10 years"):
+        parse_pattern("every 100000h", "UTC", now)
+    with pytest.raises(InvalidSchedule, match="at most"):
+        parse_every(10**18, now)
+    assert parse_kind("every", "every 2h", "UTC", now).every_ms == 7_200_000
+
+
+def test_every_way_in_checks_the_same():
+    now = datetime.now(UTC)
+    for kind, value in (("cron", "0 0 30 2 *"), ("at", "0001-01-01T00:00:00+01:00")):
+        with pytest.raises(InvalidSchedule):
+            parse_kind(kind, value, "UTC", now)
+    with pytest.raises(InvalidSchedule, match="never fires"):
+        Spec(cron="0 0 30 2 *").pattern(now)
+    with pytest.raises(InvalidSchedule, match="out of range"):
+        Spec(at="0001-01-01T00:00:00+01:00").pattern(now)

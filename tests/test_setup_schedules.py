@@ -40,3 +40,11 @@ def test_it_installs_once_and_keeps_an_admin_edit(monkeypatch, capsys):
 def test_a_default_needs_exactly_one_pattern():
     with pytest.raises(InvalidSchedule):
         defaults.default_schedule("bad", "ping")
+
+
+@pytest.mark.pure
+def test_a_default_that_never_fires_is_refused_where_it_is_declared(monkeypatch):
+    monkeypatch.setattr(defaults, "_DEFAULTS", {})
+    with pytest.raises(InvalidSchedule, match="feb-30.*never fires"):
+        defaults.default_schedule("feb-30", "ping", cron="0 0 30 2 *")
+    assert defaults.default_schedules() == []

@@ -1,9 +1,11 @@
 """django-celery-beat's periodic task admin, with what Jobyard adds to a schedule.
 
 The form checks a schedule the way install_schedule does: the job type exists, the
-parameters fit its schema, the options are valid, and a 6-field pattern's seconds field
-parses; each error is shown on the field at fault. The list shows each schedule's next run
-and its last error; the page has Jobyard's row inline (seconds, options, misfire policy).
+parameters fit its schema, the options are valid, the crontab or one-off time is one that
+fires (not `0 0 30 2 *`, February 30th), a 6-field pattern's seconds field parses, and an
+interval in ms is in range; each error is shown on the field at fault. The list shows each
+schedule's next run and its error (a broken schedule: no next run, and why); the page has
+Jobyard's row inline (seconds, options, misfire policy).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from tasks.errors import InvalidJobData, InvalidJobOptions, UnknownJobType
 from tasks.options import parse_options
 from tasks.registry import get_job_type
 from tasks.scheduling.models import JobSchedule
-from tasks.scheduling.patterns import InvalidSchedule, parse_cron
-from tasks.scheduling.service import next_run
+from tasks.scheduling.patterns import InvalidSchedule, parse_cron, parse_every, parse_kind
+from tasks.scheduling.service import crontab_fields, schedule_status
 
 
 class PeriodicTaskForm(BeatPeriodicTaskForm):
@@ -38,7 +40,20 @@ class PeriodicTaskForm(BeatPeriodicTaskForm):
             declared.validate(json.loads(data.get("kwargs") or "{}"))
         except (InvalidJobData, ValueError) as exc:
             self.add_error("kwargs", str(exc))
+        self._check_plan(data)
         return data
+
+    def _check_plan(self, data: dict) -> None:
+        """The crontab or the one-off time, refused as install_schedule refuses them."""
+        now = timezone.now()
+        crontab, clocked = data.get("crontab"), data.get("clocked")
+        try:
+            if crontab is not None:
+                parse_kind("cron", crontab_fields(crontab), str(crontab.timezone), now, now)
+            elif clocked is not None:
+                parse_kind("at", clocked.clocked_time, "UTC", now, now)
+        except InvalidSchedule as exc:
+            self.add_error("crontab" if crontab is not None else "clocked", str(exc))
 
 
 class JobScheduleForm(forms.ModelForm):
@@ -55,6 +70,15 @@ class JobScheduleForm(forms.ModelForm):
         if "jobId" in options or "job_id" in options:
             raise forms.ValidationError("each run gets its own job id")
         return options
+
+    def clean_every_ms(self):
+        every_ms = self.cleaned_data.get("every_ms")
+        if every_ms is not None:
+            try:
+                parse_every(int(every_ms), timezone.now())
+            except InvalidSchedule as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return every_ms
 
     def clean_seconds(self):
         seconds = self.cleaned_data.get("seconds", "").strip()
@@ -84,13 +108,20 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
 
     @admin.display(description="next run")
     def next_run(self, obj: PeriodicTask) -> str:
-        upcoming = next_run(obj, timezone.now())
+        upcoming = self._status(obj)[1]
         return upcoming.strftime("%Y-%m-%d %H:%M %Z") if upcoming else "—"
 
     @admin.display(description="last error")
     def last_error(self, obj: PeriodicTask) -> str:
-        extra = getattr(obj, "jobyard", None)
-        return extra.last_error if extra else ""
+        # What the beat recorded, or why the pattern cannot be computed (a broken row).
+        return self._status(obj)[2]
+
+    @staticmethod
+    def _status(obj: PeriodicTask) -> tuple:
+        """schedule_status, once per row of the list (two columns show it)."""
+        if not hasattr(obj, "_jobyard_status"):
+            obj._jobyard_status = schedule_status(obj, timezone.now())
+        return obj._jobyard_status
 
     def get_queryset(self, request):
         return (

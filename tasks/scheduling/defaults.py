@@ -9,9 +9,12 @@ overwrites an edit, a disabling or a new pattern made in the admin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from tasks.scheduling.patterns import InvalidSchedule
+from django.conf import settings
+
+from tasks.scheduling.patterns import InvalidSchedule, parse_kind
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,14 @@ def default_schedule(key: str, job_type: str, params: dict[str, Any] | None = No
                      timezone: str | None = None, options: dict[str, Any] | None = None) -> None:  # fmt: skip
     if (cron is None) == (every is None):
         raise InvalidSchedule("pattern", f"default schedule {key!r}: give cron or every")
+    # Checked where it is declared, as install_schedule would: a pattern that never fires
+    # fails at start-up, not in the beat.
+    now = datetime.now(UTC)
+    kind, value = ("cron", cron) if cron is not None else ("every", every)
+    try:
+        parse_kind(kind, value, timezone or settings.TIME_ZONE, anchor=now, now=now)
+    except InvalidSchedule as exc:
+        raise InvalidSchedule(exc.field, f"default schedule {key!r}: {exc.reason}") from None
     _DEFAULTS[key] = DefaultSchedule(key, job_type, dict(params or {}), cron, every, timezone,
                                      dict(options or {}))  # fmt: skip
 

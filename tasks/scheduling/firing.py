@@ -10,29 +10,43 @@ Exactly once, with two beats running or a beat dying mid-step:
 Misfires: a run is late when it is older than JOBYARD_BEAT_MISFIRE_GRACE_MS. After beat
 was down, only the latest missed run of a schedule is considered, never one per missed
 time; the schedule's policy fires it once ("once") or drops it ("skip").
-Pile-ups: a run is skipped while the previous run's job has not started yet.
+Pile-ups: a run is skipped while the previous run's job has not started yet, but never
+for long: a previous run that has not started within JOBYARD_SCHEDULE_STUCK_MS (a lost
+message, a paused queue, a queue no worker serves) is stuck, and the schedule fires again
+(logged as schedule_previous_run_stuck). A previous run that no longer exists never blocks.
+
+Isolation: each schedule is one step of its own. Anything one raises (a pattern of an old
+row that never fires, a bug) is logged as schedule_broken and recorded as the schedule's
+last_error; the other schedules fire on time and the beat goes on. Only the loss of the
+database or of Redis ends the step early (the beat retries it: tasks/scheduling/beat.py).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasks.enqueue import enqueue
 from tasks.errors import JobyardError
 from tasks.job import get_job
 from tasks.registry import get_job_type
-from tasks.scheduling.service import fingerprint, plan_for, run_job_id
+from tasks.scheduling.service import describe_error, fingerprint, plan_for, run_job_id
 
 log = structlog.get_logger("jobyard.beat")
 #: Job states in which the previous run has not started: the next one is not piled on.
 NOT_STARTED = ("waiting", "delayed", "paused")
+#: The database or Redis is gone: no schedule's fault, so the whole step is retried.
+UNREACHABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 
 
 def fire_due(now: datetime | None = None) -> float:
@@ -40,44 +54,55 @@ def fire_due(now: datetime | None = None) -> float:
     so that edits in the admin take effect within a second)."""
     from django_celery_beat.models import PeriodicTask
 
-    from tasks.scheduling.models import JobSchedule
-
     now = now or timezone.now()
     sleep = 1.0
     tasks = PeriodicTask.objects.filter(enabled=True).select_related(
         "crontab", "interval", "clocked", "jobyard"
     )
     for task in tasks:
-        extra = getattr(task, "jobyard", None)
-        if extra is None:
-            # Created in the admin without Jobyard's row: start from now, no backfill.
-            extra, _ = JobSchedule.objects.get_or_create(
-                periodic_task=task,
-                defaults={"anchor": now, "last_tick": now, "fingerprint": fingerprint(task)},
-            )
-            task.jobyard = extra
         try:
-            pattern, problem = plan_for(task), None
-        except JobyardError as exc:
-            pattern, problem = None, str(exc)
-        seen = fingerprint(task, pattern, problem)
-        if extra.fingerprint != seen:
-            # Edited since the last step: restart from now instead of firing a past run.
-            JobSchedule.objects.filter(pk=task.pk).update(
-                last_tick=now, anchor=now, last_error="", fingerprint=seen
-            )
-            log.info("schedule_changed", key=task.name, pattern=seen)
+            upcoming = _step(task, now)
+        except UNREACHABLE:
+            raise
+        except Exception as exc:  # one schedule's trouble is not the others'
+            _record_broken(task, exc)
             continue
-        if pattern is None:
-            _record_error(extra, problem)
-            continue
-        due = pattern.latest_at_or_before(now)
-        if due is not None and (extra.last_tick is None or due > extra.last_tick):
-            _fire(task, extra, due, now)
-        upcoming = pattern.next_after(now)
         if upcoming is not None:
             sleep = min(sleep, max((upcoming - now).total_seconds(), 0.0))
     return sleep
+
+
+def _step(task: Any, now: datetime) -> datetime | None:
+    """Fire schedule `task` if a run is due; return its next run (None: nothing to wait for)."""
+    from tasks.scheduling.models import JobSchedule
+
+    extra = getattr(task, "jobyard", None)
+    if extra is None:
+        # Created in the admin without Jobyard's row: start from now, no backfill.
+        extra, _ = JobSchedule.objects.get_or_create(
+            periodic_task=task,
+            defaults={"anchor": now, "last_tick": now, "fingerprint": fingerprint(task)},
+        )
+        task.jobyard = extra
+    try:
+        pattern, problem = plan_for(task), None
+    except JobyardError as exc:
+        pattern, problem = None, str(exc)
+    seen = fingerprint(task, pattern, problem)
+    if extra.fingerprint != seen:
+        # Edited since the last step: restart from now instead of firing a past run.
+        JobSchedule.objects.filter(pk=task.pk).update(
+            last_tick=now, anchor=now, last_error="", fingerprint=seen
+        )
+        log.info("schedule_changed", key=task.name, pattern=seen)
+        return None
+    if pattern is None:
+        _record_error(extra, problem)
+        return None
+    due = pattern.latest_at_or_before(now)
+    if due is not None and (extra.last_tick is None or due > extra.last_tick):
+        _fire(task, extra, due, now)
+    return pattern.next_after(now)
 
 
 def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
@@ -97,10 +122,14 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
         declared = get_job_type(task.task) if task.task else None
         previous = get_job(declared.queue, extra.last_job_id) if declared else None
         if previous is not None and previous.state in NOT_STARTED:
-            log.info("schedule_run_skipped", key=key, due=due.isoformat(),
-                     reason=f"previous run {previous.id} is still {previous.state}")  # fmt: skip
-            handled.update(last_tick=due)
-            return
+            waited_ms = _not_started_for_ms(previous)
+            if waited_ms < settings.JOBYARD["SCHEDULE_STUCK_MS"]:
+                log.info("schedule_run_skipped", key=key, due=due.isoformat(),
+                         reason=f"previous run {previous.id} is still {previous.state}")  # fmt: skip
+                handled.update(last_tick=due)
+                return
+            log.warning("schedule_previous_run_stuck", key=key, job_id=previous.id,
+                        state=previous.state, waited_ms=waited_ms, due=due.isoformat())  # fmt: skip
     job_id = run_job_id(key, due)
     try:
         job = enqueue(task.task, json.loads(task.kwargs or "{}"),
@@ -117,6 +146,35 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
     # update(), not save(): save() would mark every schedule changed for other beats.
     PeriodicTask.objects.filter(pk=task.pk).update(**updates)
     log.info("schedule_fired", key=key, job_id=job.id, due=due.isoformat(), late=late)
+
+
+def _not_started_for_ms(job: Any) -> int:
+    """How long a run that has not started has been waiting to start, in ms on the wall
+    clock (the job's own timestamps are wall-clock ms): since it was created or its last
+    attempt started; a delayed run, since its delay ends (negative until then)."""
+    if job.state == "delayed" and job.delay_until:
+        since = job.delay_until
+    else:
+        since = max(job.created_at or 0, job.processed_on or 0)
+    return int(time.time() * 1000) - since
+
+
+def _record_broken(task: Any, exc: Exception) -> None:
+    """Log and record what one schedule raised; logged once while the error stays the same."""
+    from tasks.scheduling.models import JobSchedule
+
+    message = describe_error(exc)[:2000]
+    extra = getattr(task, "jobyard", None)
+    if extra is not None and extra.last_error == message:
+        return
+    log.error("schedule_broken", key=task.name, error=message,
+              exc_info=not isinstance(exc, JobyardError))  # fmt: skip
+    try:
+        JobSchedule.objects.filter(pk=task.pk).update(last_error=message)
+    except UNREACHABLE:
+        raise
+    except Exception as failed:  # e.g. the row itself is the problem: the log must do
+        log.error("schedule_broken_unrecorded", key=task.name, error=str(failed))
 
 
 def _record_error(extra: Any, message: str) -> None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from tasks.errors import JobyardError
 from tasks.options import parse_options
 from tasks.registry import get_job_type
 from tasks.scheduling.patterns import (
@@ -26,9 +27,9 @@ from tasks.scheduling.patterns import (
     InvalidSchedule,
     Once,
     Pattern,
-    parse_at,
     parse_cron,
     parse_every,
+    parse_kind,
     zone,
 )
 
@@ -46,26 +47,32 @@ class Spec:
     timezone: str | None = None
 
     def pattern(self, anchor: datetime) -> Pattern:
+        """The pattern, refused if malformed or if it would never fire (parse_kind)."""
         given = [name for name in ("cron", "every", "at") if getattr(self, name) is not None]
         if len(given) != 1:
             raise InvalidSchedule("pattern", "give exactly one of cron, every or at")
         tz = zone(self.timezone or settings.TIME_ZONE)
-        if self.cron is not None:
-            return parse_cron(self.cron, tz)
-        if self.every is not None:
-            return parse_every(self.every, anchor)
-        return parse_at(self.at)
+        (kind,) = given
+        return parse_kind(kind, getattr(self, kind), tz, anchor, now=anchor)
+
+
+def crontab_fields(crontab: Any, seconds: str = "") -> str:
+    """A CrontabSchedule row as cron fields, with a leading seconds field if given."""
+    c = crontab
+    fields = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+    return f"{seconds} {fields}" if seconds else fields
 
 
 def plan_for(task: Any) -> Pattern:
-    """The pattern of a PeriodicTask as it is now in the database."""
+    """The pattern of a PeriodicTask as it is now in the database.
+
+    Only parsed, not checked for ever firing (a row may predate that check): computing the
+    runs of such a pattern raises InvalidSchedule, which the beat and the listing handle.
+    """
     extra = getattr(task, "jobyard", None)
     if task.crontab_id:
-        c = task.crontab
-        fields = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
-        if extra and extra.seconds:
-            fields = f"{extra.seconds} {fields}"
-        return parse_cron(fields, str(c.timezone))
+        fields = crontab_fields(task.crontab, extra.seconds if extra else "")
+        return parse_cron(fields, str(task.crontab.timezone))
     anchor = extra.anchor if extra else task.date_changed
     if task.interval_id:
         every_ms = (extra.every_ms if extra else None) or round(
@@ -183,20 +190,57 @@ def install_schedule(
     return task, created
 
 
+def schedule_status(task: Any, now: datetime | None = None) -> tuple[str, datetime | None, str]:
+    """(pattern as text, next run or None, error): never raises, whatever is in the row.
+
+    The error is the one the beat recorded (lastError), or, when there is none yet, why
+    the pattern cannot be read or computed.
+    """
+    extra = getattr(task, "jobyard", None)
+    recorded = extra.last_error if extra else ""
+    try:
+        plan = plan_for(task)
+    except Exception as exc:  # a listing shows any row, whatever broke it
+        return f"invalid ({exc})", None, recorded or describe_error(exc)
+    try:
+        upcoming = _next(task, plan, now or timezone.now())
+    except Exception as exc:  # the pattern of an old row, or a bug: shown, not raised
+        return str(plan), None, recorded or describe_error(exc)
+    return str(plan), upcoming, recorded
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as the beat records and the listing shows it."""
+    if isinstance(exc, JobyardError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _next(task: Any, pattern: Pattern, now: datetime) -> datetime | None:
+    if not task.enabled or (task.one_off and task.total_run_count):
+        return None
+    return pattern.next_after(now)
+
+
 def next_run(
     task: Any, now: datetime | None = None, pattern: Pattern | None = None
 ) -> datetime | None:
-    """When the schedule fires next, or None (disabled, invalid, or a one-off already run)."""
-    if not task.enabled or (task.one_off and task.total_run_count):
-        return None
+    """When the schedule fires next, or None (disabled, invalid, broken, or a one-off
+    already run). Never raises."""
+    if pattern is None:
+        return schedule_status(task, now)[1]
     try:
-        return (pattern or plan_for(task)).next_after(now or timezone.now())
-    except InvalidSchedule:
+        return _next(task, pattern, now or timezone.now())
+    except Exception:  # see schedule_status
         return None
 
 
 def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
-    """Every schedule (or those of one queue): key, jobType, queue, pattern, next, enabled."""
+    """Every schedule (or those of one queue): key, jobType, queue, pattern, next, enabled.
+
+    Never raises for a row: a schedule that cannot be computed is listed with `next: null`
+    and its error in `lastError`.
+    """
     from django_celery_beat.models import PeriodicTask
 
     from tasks.registry import job_types
@@ -210,11 +254,7 @@ def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
         task_queue = task.queue or (declared.queue if declared else None)
         if queue is not None and task_queue != queue:
             continue
-        try:
-            plan = plan_for(task)
-            pattern, upcoming = str(plan), next_run(task, now, plan)
-        except InvalidSchedule as exc:
-            pattern, upcoming = f"invalid ({exc})", None
+        pattern, upcoming, error = schedule_status(task, now)
         extra = getattr(task, "jobyard", None)
         result.append(
             {
@@ -227,7 +267,7 @@ def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
                 "enabled": task.enabled,
                 "lastRunAt": task.last_run_at.isoformat() if task.last_run_at else None,
                 "lastJobId": extra.last_job_id if extra else "",
-                "lastError": extra.last_error if extra else "",
+                "lastError": error,
             }
         )
     return result

@@ -202,6 +202,20 @@ def test_a_queue_gives_counts_recent_jobs_and_schedules(api, worker):
     assert_error(api.get("/api/v1/queues/nope"), 404, "queue_not_found")
 
 
+def test_a_schedule_that_never_fires_is_listed_not_a_500(api):
+    """`0 0 30 2 *` (February 30th), as an old row holds it: listing it raised croniter's
+    error, so every GET of its queue answered 500."""
+    never = CrontabSchedule.objects.create(minute="0", hour="0", day_of_month="30",
+                                           month_of_year="2", timezone="UTC")  # fmt: skip
+    PeriodicTask.objects.create(name="feb-30", task="t-echo.default", crontab=never)
+    response = api.get("/api/v1/queues/default")
+    assert response.status_code == 200, response.content[:500]
+    (schedule,) = response.json()["scheduled"]
+    assert (schedule["key"], schedule["pattern"], schedule["next"]) == (
+        "feb-30", "0 0 30 2 *", None)  # fmt: skip
+    assert "never fires" in schedule["lastError"]
+
+
 def test_stats_gives_counts_per_state(api):
     enqueue("t-echo.catalog", {})
     enqueue("t-echo.catalog", {}, delay=60_000)

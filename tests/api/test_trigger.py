@@ -142,3 +142,19 @@ def test_a_json_body_with_a_charset_is_fine(api):
     raw = json.dumps({"jobType": "ping"}).encode()
     response = api.post(TRIGGER, raw, content_type="application/json; charset=utf-8")
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("0 0 30 2 *", "never fires"),  # February 30th: it used to be accepted, then break beat
+        ("at 0001-01-01T00:00:00+01:00", "out of range"),  # an OverflowError: a 500
+        ("at 9999-12-31T23:59:59-01:00", "out of range"),
+    ],
+)
+def test_a_schedule_that_would_never_fire_is_refused_naming_pattern(api, pattern, why):
+    body = {"jobType": "schedule-recurring", "key": "k", "target": "ping", "pattern": pattern}
+    error = assert_error(api.post_json(TRIGGER, body), 422, "invalid_job_data")
+    named = {f["field"]: f["message"] for f in error["fields"]}
+    assert list(named) == ["pattern"] and why in named["pattern"], error
+    assert Queue("default").counts()["waiting"] == 0

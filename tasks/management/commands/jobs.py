@@ -311,10 +311,12 @@ class Command(BaseCommand):
 
     def cmd_schedules(self, queue: str | None, as_json: bool, **_: Any) -> None:
         found = list_schedules(queue)
+        # A broken schedule (its pattern never fires, its parameters no longer fit) has no
+        # next run and says why in the last column.
         rows = [[s["key"], s["jobType"], s["queue"], s["pattern"], s["next"] or "-",
-                 "" if s["enabled"] else "disabled"] for s in found]  # fmt: skip
+                 "" if s["enabled"] else "disabled", s["lastError"]] for s in found]  # fmt: skip
         self.out(as_json, found,
-                 table(["key", "job type", "queue", "pattern", "next run", ""], rows)
+                 table(["key", "job type", "queue", "pattern", "next run", "", "error"], rows)
                  if rows else "no schedules")  # fmt: skip
 
     def cmd_watch(self, interval: float, iterations: int, **_: Any) -> None:
