@@ -219,7 +219,9 @@ class Schedule(ApiModel):
     enabled: bool
     last_run_at: str | None = Field(json_schema_extra={"format": "date-time"})
     last_job_id: str = Field(description="empty until it ran")
-    last_error: str = Field(description="empty unless its last run failed to enqueue")
+    last_error: str = Field(
+        description="empty unless its last run failed to enqueue or the schedule is broken"
+    )
 
 
 class RecentJobs(ApiModel):
