@@ -7,7 +7,7 @@ import pytest
 import tasks
 from tasks.connection import get_redis
 from tasks.events import Event, consume, consume_once, group_lag
-from tasks.scripts import events_key
+from tasks.keys import events as events_key
 
 GROUP = "t-consumer"
 
