@@ -11,15 +11,21 @@ A job that left the registry before its events were applied (removed on completi
 is archived from its events alone: state, result, reason and times, but no name or data
 unless an earlier batch saw them. Once a row has `removed_at`, events about a job whose
 hash is gone no longer change it (a cancelled job stays cancelled).
+
+Values PostgreSQL refuses are escaped on the way in (`storable`, applied to every text and
+JSON column written here): a NUL character becomes the six characters `\\u0000`, a lone
+surrogate `\\udXXX`, in strings and JSON keys alike. The registry keeps the job as it was.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -33,6 +39,54 @@ UPDATE_FIELDS = [
     "attempts_made", "progress", "created_at", "processed_on", "finished_on", "worker",
     "removed_at", "updated_at",
 ]  # fmt: skip
+
+
+#: What PostgreSQL refuses in text and JSONB: NUL, and UTF-16 surrogates (a Python string
+#: holds one only unpaired: json.loads joins a valid pair into one character).
+_REFUSED = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """`value` with what PostgreSQL refuses escaped: NUL as the text `\\u0000`, a lone
+    surrogate as `\\udXXX`, in every string of a JSON value, keys included. Unchanged (the
+    same object) when there is nothing to escape, which one json.dumps tells (about 4 us
+    for a small object): it writes NUL as \\u0000 and any surrogate as \\udXXX (a
+    character past U+FFFF too, as a pair: that one walks the value for nothing)."""
+    if isinstance(value, str):
+        return _REFUSED.sub(_escape, value) if _REFUSED.search(value) else value
+    if not isinstance(value, dict | list):
+        return value
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = None  # not JSON after all: walk it
+    if text is not None and "\\u0000" not in text and "\\ud" not in text:
+        return value
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
+    return [storable(v) for v in value]
+
+
+_TEXT_COLUMNS = (models.CharField, models.TextField, models.JSONField)
+_text_columns: dict[type, list[str]] = {}
+
+
+def _storable_row(row: models.Model) -> models.Model:
+    """Escape, in place, every text and JSON column of an archive row about to be written."""
+    names = _text_columns.get(type(row))
+    if names is None:
+        names = [f.attname for f in row._meta.concrete_fields if isinstance(f, _TEXT_COLUMNS)]
+        _text_columns[type(row)] = names
+    for name in names:
+        value = getattr(row, name)
+        escaped = storable(value)
+        if escaped is not value:
+            setattr(row, name, escaped)
+    return row
 
 
 def _ms(value: int | None) -> datetime | None:
@@ -63,6 +117,8 @@ def record_from_job(job: Job) -> JobRecord:
 
 
 def _upsert(records: list[JobRecord]) -> list[JobRecord]:
+    for record in records:
+        _storable_row(record)
     return JobRecord.objects.bulk_create(
         records, update_conflicts=True, unique_fields=["queue", "job_id"],
         update_fields=UPDATE_FIELDS,
@@ -206,6 +262,8 @@ def _record_attempts(pks: dict[tuple[str, str], int], by_job: dict) -> None:
                 current.failed_reason = e.fields.get("failedReason", "")
                 if current.pk is not None:
                     changed[id(current)] = current
+    for attempt in [*created, *changed.values()]:
+        _storable_row(attempt)
     JobAttempt.objects.bulk_create(created)
     if changed:
         JobAttempt.objects.bulk_update(

@@ -1,0 +1,60 @@
+"""What the archive does with values PostgreSQL refuses, events it cannot apply, outages,
+and events trimmed from a stream before the recorder read them (issue 10, items 4 and 5)."""
+
+import pytest
+
+from tasks import JobFailed, archive, enqueue
+from tasks.connection import get_redis
+from tasks.keys import events as events_key
+from tasks.models import JobRecord
+from tasks.recorder import RECORDER_GROUP, record_events
+
+db = pytest.mark.django_db(transaction=True)
+
+
+def drain() -> int:
+    total = 0
+    while done := record_events(batch_size=200):
+        total += done
+    return total
+
+
+def pending(queue: str) -> int:
+    return get_redis().xpending(events_key(queue), RECORDER_GROUP)["pending"]
+
+
+@pytest.mark.pure
+def test_storable_escapes_what_postgresql_refuses_in_strings_and_keys():
+    value = {"a\x00": ["x\x00y", "lone \ud800", 1, None, {"k": "\udfff"}], "ok": "é 😀 \\u0000"}
+    assert archive.storable(value) == {
+        "a\\u0000": ["x\\u0000y", "lone \\ud800", 1, None, {"k": "\\udfff"}],
+        "ok": "é 😀 \\u0000",  # already text: kept as it is
+    }
+    assert archive.storable("a\x00b") == "a\\u0000b"
+    clean = {"plain": ["text", 1.5, True], "accents": "é"}
+    assert archive.storable(clean) is clean  # nothing to escape: the same object, no copy
+    assert archive.storable({"emoji": ["😀"]}) == {"emoji": ["😀"]}  # a pair, not refused
+    assert archive.storable(7) == 7 and archive.storable(None) is None
+
+
+@db
+def test_nul_in_data_result_and_failure_reason_is_archived_escaped_and_the_archive_goes_on(worker):
+    value = {"text": "a\x00b", "key\x00": ["\x00"]}
+    echoed = enqueue("t-echo.default", {"value": value})
+    failed = enqueue("t-fail", {"message": "bad\x00input"})
+    assert echoed.wait_until_finished(timeout=30) == value  # the registry keeps it as it was
+    with pytest.raises(JobFailed):
+        failed.wait_until_finished(timeout=30)
+    after = enqueue("t-echo.default", {"value": 1})
+    assert after.wait_until_finished(timeout=30) == 1
+
+    assert drain() > 0
+    escaped = {"text": "a\\u0000b", "key\\u0000": ["\\u0000"]}
+    row = JobRecord.objects.get(job_id=echoed.id)
+    assert (row.state, row.data, row.returnvalue) == ("completed", {"value": escaped}, escaped)
+    row = JobRecord.objects.get(job_id=failed.id)
+    assert row.state == "failed" and row.failed_reason == "PermanentError: bad\\u0000input"
+    assert "bad\\u0000input" in row.stacktrace[0]
+    assert [a.failed_reason for a in row.attempts.all()] == ["PermanentError: bad\\u0000input"]
+    assert JobRecord.objects.get(job_id=after.id).state == "completed"
+    assert pending("default") == 0
