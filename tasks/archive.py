@@ -1,4 +1,5 @@
-"""The job archive's one writer: every JobRecord and JobAttempt row is written here.
+"""The job archive's one writer: every JobRecord, JobAttempt and ArchiveError row is
+written here.
 
 Two callers: the recorder (tasks/recorder.py), which hands over each batch of events it
 reads from the streams (`apply`), and the platform's job operations (tasks/control.py),
@@ -15,6 +16,9 @@ hash is gone no longer change it (a cancelled job stays cancelled).
 Values PostgreSQL refuses are escaped on the way in (`storable`, applied to every text and
 JSON column written here): a NUL character becomes the six characters `\\u0000`, a lone
 surrogate `\\udXXX`, in strings and JSON keys alike. The registry keeps the job as it was.
+
+The recorder's faults are written here too: an event it could not apply (`record_errors`,
+an ArchiveError row each).
 """
 
 from __future__ import annotations
@@ -25,13 +29,20 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from tasks.events import Event
 from tasks.job import Job, get_jobs
-from tasks.models import JobAttempt, JobRecord
+from tasks.models import ArchiveError, JobAttempt, JobRecord
+
+#: What applying an event (or archiving a job) raises when the event or the job cannot be
+#: archived, rather than because PostgreSQL or Redis is away: PostgreSQL refused the row
+#: (DataError: a value too long, say; IntegrityError), or the event is malformed (a field
+#: that is not JSON or not a number). Outages (OperationalError, InterfaceError, Redis's
+#: ConnectionError) are not among them: whatever raised those is worth trying again.
+DATA_ERRORS = (DataError, IntegrityError, ValueError, TypeError, KeyError)
 
 #: Every JobRecord column written, on insert and on conflict alike.
 UPDATE_FIELDS = [
@@ -269,3 +280,24 @@ def _record_attempts(pks: dict[tuple[str, str], int], by_job: dict) -> None:
         JobAttempt.objects.bulk_update(
             list(changed.values()), ["finished_at", "outcome", "failed_reason"]
         )
+
+
+# --- the recorder's faults ---------------------------------------------------------------
+
+
+def record_errors(bad: list[tuple[Event, str]]) -> None:
+    """Keep each event the recorder could not apply, with why, as an ArchiveError row (one
+    per stream entry: an event set aside twice, after a crash before its XACK, is one row)."""
+    rows = [
+        _storable_row(
+            ArchiveError(
+                queue=event.queue,
+                stream_id=event.id,
+                job_id=event.job_id[:128],  # a malformed event's may be longer than a row's
+                event={"id": event.id, **event.to_dict()},
+                error=error,
+            )
+        )
+        for event, error in bad
+    ]
+    ArchiveError.objects.bulk_create(rows, ignore_conflicts=True)

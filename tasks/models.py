@@ -113,3 +113,32 @@ class JobAttempt(models.Model):
         if self.started_at and self.finished_at:
             return round((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+
+class ArchiveError(models.Model):
+    """An event the archive could not apply (PostgreSQL refused its row, or it was malformed).
+
+    The recorder isolates it from its batch, keeps it here, acknowledges it and goes on;
+    the rest of the batch is archived. The dashboard counts these rows.
+    """
+
+    queue = models.CharField(max_length=64)
+    #: The event's stream entry id: one row per event, however often it is applied.
+    stream_id = models.CharField("stream id", max_length=48)
+    job_id = models.CharField("job id", max_length=128, blank=True)
+    #: The event as it was on the stream (escaped like every archived value).
+    event = models.JSONField(default=dict)
+    error = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "archive error"
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("queue", "stream_id"), name="archiveerror_queue_stream_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.stream_id}: {self.error[:60]}"

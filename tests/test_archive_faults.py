@@ -1,13 +1,16 @@
 """What the archive does with values PostgreSQL refuses, events it cannot apply, outages,
 and events trimmed from a stream before the recorder read them (issue 10, items 4 and 5)."""
 
+import logging
+
 import pytest
+from django.db import InterfaceError, OperationalError
 
 from tasks import JobFailed, archive, enqueue
 from tasks.connection import get_redis
 from tasks.keys import events as events_key
-from tasks.models import JobRecord
-from tasks.recorder import RECORDER_GROUP, record_events
+from tasks.models import ArchiveError, JobRecord
+from tasks.recorder import RECORDER_GROUP, record_events, recorder_lag
 
 db = pytest.mark.django_db(transaction=True)
 
@@ -21,6 +24,10 @@ def drain() -> int:
 
 def pending(queue: str) -> int:
     return get_redis().xpending(events_key(queue), RECORDER_GROUP)["pending"]
+
+
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict]:
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == event]
 
 
 @pytest.mark.pure
@@ -57,4 +64,51 @@ def test_nul_in_data_result_and_failure_reason_is_archived_escaped_and_the_archi
     assert "bad\\u0000input" in row.stacktrace[0]
     assert [a.failed_reason for a in row.attempts.all()] == ["PermanentError: bad\\u0000input"]
     assert JobRecord.objects.get(job_id=after.id).state == "completed"
-    assert pending("default") == 0
+    assert not ArchiveError.objects.exists() and pending("default") == 0
+
+
+@db
+def test_a_bad_event_is_set_aside_as_an_archive_error_and_the_rest_archived(monkeypatch, caplog):
+    # As before the escaping: PostgreSQL refuses the NUL (a real DataError, from the server).
+    monkeypatch.setattr(archive, "storable", lambda value: value)
+    jobs = [enqueue("t-echo.catalog", {"value": v}, delay=60_000) for v in (1, 2, "nul\x00", 4)]
+    bad = jobs[2]
+    with caplog.at_level(logging.ERROR, logger="jobyard.recorder"):
+        assert record_events() == 4
+
+    assert set(JobRecord.objects.values_list("job_id", flat=True)) == {
+        j.id for j in jobs if j is not bad
+    }
+    error = ArchiveError.objects.get()
+    assert (error.queue, error.job_id, error.event["event"]) == ("catalog", bad.id, "delayed")
+    assert error.stream_id == error.event["id"] and error.error.startswith("DataError: ")
+    assert [(e["job_id"], e["stream_id"]) for e in logged(caplog, "archive_error")] == [
+        (bad.id, error.stream_id)
+    ]
+    assert pending("catalog") == 0 and recorder_lag()["catalog"] == 0  # acknowledged
+
+    later = enqueue("t-echo.catalog", {"value": 5}, delay=60_000)
+    assert record_events() == 1  # the recorder goes on
+    assert JobRecord.objects.filter(job_id=later.id).exists()
+    assert ArchiveError.objects.count() == 1
+
+
+@db
+@pytest.mark.parametrize("outage", [OperationalError, InterfaceError])
+def test_an_outage_is_not_a_bad_event_the_batch_waits_for_postgresql(monkeypatch, outage):
+    job = enqueue("t-echo.catalog", {"value": 1}, delay=60_000)
+
+    def down(events):
+        raise outage("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(archive, "apply", down)
+    for _ in range(2):
+        with pytest.raises(outage):
+            record_events()
+        assert pending("catalog") == 1  # nothing acknowledged, nothing set aside
+    assert not ArchiveError.objects.exists()
+
+    monkeypatch.undo()
+    assert record_events() == 1
+    assert JobRecord.objects.get(job_id=job.id).state == "delayed"
+    assert pending("catalog") == 0 and not ArchiveError.objects.exists()
