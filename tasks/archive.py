@@ -1,5 +1,5 @@
-"""The job archive's one writer: every JobRecord, JobAttempt and ArchiveError row is
-written here.
+"""The job archive's one writer: every JobRecord, JobAttempt, ArchiveError and ArchiveGap
+row is written here.
 
 Two callers: the recorder (tasks/recorder.py), which hands over each batch of events it
 reads from the streams (`apply`), and the platform's job operations (tasks/control.py),
@@ -18,11 +18,13 @@ JSON column written here): a NUL character becomes the six characters `\\u0000`,
 surrogate `\\udXXX`, in strings and JSON keys alike. The registry keeps the job as it was.
 
 The recorder's faults are written here too: an event it could not apply (`record_errors`,
-an ArchiveError row each).
+an ArchiveError row each) and events trimmed from a stream before it read them
+(`record_gap`, after `fill_from_registry` archived what the registry still holds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -35,7 +37,9 @@ from django.utils import timezone
 
 from tasks.events import Event
 from tasks.job import Job, get_jobs
-from tasks.models import ArchiveError, JobAttempt, JobRecord
+from tasks.models import ArchiveError, ArchiveGap, JobAttempt, JobRecord
+from tasks.queue import Queue
+from tasks.states import FINISHED, STATES
 
 #: What applying an event (or archiving a job) raises when the event or the job cannot be
 #: archived, rather than because PostgreSQL or Redis is away: PostgreSQL refused the row
@@ -301,3 +305,97 @@ def record_errors(bad: list[tuple[Event, str]]) -> None:
         for event, error in bad
     ]
     ArchiveError.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def record_gap(queue: str, after_id: str, before_id: str, events_lost: int,
+               jobs_recovered: int, jobs_unrecoverable: int) -> ArchiveGap:  # fmt: skip
+    """Keep a gap the recorder found in `queue`'s stream. Found again from the same place
+    (its group could not be moved on, say), it updates that row rather than add one."""
+    gap, _ = ArchiveGap.objects.update_or_create(
+        queue=queue, after_id=after_id,
+        defaults={
+            "before_id": before_id, "events_lost": events_lost,
+            "jobs_recovered": jobs_recovered, "jobs_unrecoverable": jobs_unrecoverable,
+        },
+    )  # fmt: skip
+    return gap
+
+
+#: The columns compared to decide whether an archive row is older than the registry's job.
+_SNAPSHOT = [f for f in UPDATE_FIELDS if f != "updated_at"]
+
+
+def fill_from_registry(queue: str, page: int = 500) -> int:
+    """Archive every job of `queue` the registry holds that the archive lacks or holds in an
+    older version; how many rows that wrote. For a gap: the events that would have told
+    the recorder about these jobs are gone, their hashes are not.
+
+    Pages through every state (`Queue.get_jobs`, `page` jobs a round trip). A job that
+    moves meanwhile may be missed or seen twice: its move wrote a new event, which the
+    recorder reads after the gap anyway.
+    """
+    listing = Queue(queue)
+    total = sum(listing.counts().values())
+    written = 0
+    for start in range(0, total, page):
+        written += _refresh(queue, listing.get_jobs(STATES, start, start + page - 1))
+    return written
+
+
+def _refresh(queue: str, jobs: list[Job]) -> int:
+    if not jobs:
+        return 0
+    existing = {
+        row.job_id: row
+        for row in JobRecord.objects.filter(queue=queue, job_id__in=[j.id for j in jobs])
+    }
+    records, reborn = [], []
+    for job in jobs:
+        record = _storable_row(record_from_job(job))
+        row = existing.get(job.id)
+        if row is not None:
+            if row.created_at and record.created_at != row.created_at:
+                reborn.append(row.pk)  # the id was reused by a new job
+            elif all(getattr(row, f) == getattr(record, f) for f in _SNAPSHOT):
+                continue  # the archive is up to date
+        records.append(record)
+    if not records:
+        return 0
+    try:
+        _write_refreshed(records, reborn)
+    except DATA_ERRORS:
+        # One job PostgreSQL refuses (its events will be archive errors too): the others
+        # one by one, so that it does not keep them out.
+        written = 0
+        for record in records:
+            with contextlib.suppress(*DATA_ERRORS):
+                _write_refreshed([record], reborn)
+                written += 1
+        return written
+    return len(records)
+
+
+def _write_refreshed(records: list[JobRecord], reborn: list[int]) -> None:
+    with transaction.atomic():
+        saved = _upsert(records)
+        if reborn:
+            JobAttempt.objects.filter(job_id__in=reborn).delete()
+        _close_lost_attempts({r.pk: r for r in saved if r.state in FINISHED})
+
+
+def _close_lost_attempts(finished: dict[int, JobRecord]) -> None:
+    """An attempt still running in the archive for a job the registry says finished: its
+    closing event was lost in the gap. It is closed as the job ended (the likeliest ending:
+    a retry lost with it would have been a `retrying` attempt)."""
+    if not finished:
+        return
+    attempts = list(JobAttempt.objects.filter(job_id__in=finished, outcome=JobAttempt.RUNNING))
+    for attempt in attempts:
+        job = finished[attempt.job_id]
+        attempt.finished_at = job.finished_on
+        if job.state == "completed":
+            attempt.outcome = JobAttempt.COMPLETED
+        else:
+            attempt.outcome, attempt.failed_reason = JobAttempt.FAILED, job.failed_reason
+    if attempts:
+        JobAttempt.objects.bulk_update(attempts, ["finished_at", "outcome", "failed_reason"])

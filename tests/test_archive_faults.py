@@ -9,7 +9,7 @@ from django.db import InterfaceError, OperationalError
 from tasks import JobFailed, archive, enqueue
 from tasks.connection import get_redis
 from tasks.keys import events as events_key
-from tasks.models import ArchiveError, JobRecord
+from tasks.models import ArchiveError, ArchiveGap, JobRecord
 from tasks.recorder import RECORDER_GROUP, record_events, recorder_lag
 
 db = pytest.mark.django_db(transaction=True)
@@ -112,3 +112,67 @@ def test_an_outage_is_not_a_bad_event_the_batch_waits_for_postgresql(monkeypatch
     assert record_events() == 1
     assert JobRecord.objects.get(job_id=job.id).state == "delayed"
     assert pending("catalog") == 0 and not ArchiveError.objects.exists()
+
+
+@db
+def test_events_trimmed_unread_are_a_gap_filled_from_the_registry(worker, caplog):
+    first = enqueue("t-echo.default", {"value": 0})
+    first.wait_until_finished(timeout=30)
+    drain()  # the recorder has read everything so far; then it stops reading
+    kept = [enqueue("t-echo.default", {"value": i}) for i in range(3)]
+    gone = [enqueue("t-echo.default", {"value": i}, remove_on_complete=True) for i in range(2)]
+    for job in kept + gone:
+        job.wait_until_finished(timeout=30)
+    delayed = enqueue("t-echo.default", {"value": 9}, delay=60_000)
+    # Their 5 x 3 events and the delayed one's are trimmed before the recorder reads them,
+    # as a capped stream does when the recorder is that far behind.
+    client = get_redis()
+    assert client.xlen(events_key("default")) >= 16
+    client.xtrim(events_key("default"), maxlen=0, approximate=False)
+
+    with caplog.at_level(logging.WARNING, logger="jobyard.recorder"):
+        assert drain() == 0  # nothing left on the stream to read
+    (line,) = logged(caplog, "archive_gap")
+    assert line["queue"] == "default" and line["events_lost"] == 16
+    assert (line["jobs_recovered"], line["jobs_unrecoverable"]) == (4, 2)
+
+    archived = {r.job_id: r for r in JobRecord.objects.all()}
+    assert {j.id for j in [first, *kept, delayed]} == set(archived)  # gone: in neither
+    assert all(archived[j.id].state == "completed" for j in kept)
+    assert archived[kept[0].id].returnvalue == 0 and archived[delayed.id].state == "delayed"
+    gap = ArchiveGap.objects.get()
+    assert (gap.queue, gap.events_lost, gap.jobs_recovered, gap.jobs_unrecoverable) == (
+        "default", 16, 4, 2,
+    )  # fmt: skip
+
+    # Counted once: the group's read counter moved past the gap, and its lag is right again.
+    assert recorder_lag()["default"] == 0
+    after = enqueue("t-echo.default", {"value": 10})
+    after.wait_until_finished(timeout=30)
+    assert drain() == 3
+    assert JobRecord.objects.get(job_id=after.id).state == "completed"
+    assert ArchiveGap.objects.count() == 1 and len(logged(caplog, "archive_gap")) == 1
+
+
+@db
+def test_a_batch_pending_through_an_outage_and_trimmed_meanwhile_is_a_gap(monkeypatch, caplog):
+    jobs = [enqueue("t-echo.catalog", {"value": i}, delay=60_000) for i in range(3)]
+
+    def down(events):
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(archive, "apply", down)
+    with pytest.raises(OperationalError):
+        record_events()
+    assert pending("catalog") == 3
+    # The outage lasts: more events come and the capped stream drops the pending ones.
+    later = enqueue("t-echo.catalog", {"value": 3}, delay=60_000)
+    get_redis().xtrim(events_key("catalog"), maxlen=1, approximate=False)
+
+    monkeypatch.undo()
+    with caplog.at_level(logging.WARNING, logger="jobyard.recorder"):
+        assert drain() == 1
+    (line,) = logged(caplog, "archive_gap")
+    assert (line["queue"], line["events_lost"], line["jobs_recovered"]) == ("catalog", 3, 4)
+    assert {r.job_id for r in JobRecord.objects.all()} == {j.id for j in [*jobs, later]}
+    assert pending("catalog") == 0 and recorder_lag()["catalog"] == 0
