@@ -43,11 +43,12 @@ import redis
 import structlog
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Max, Sum
 
 from tasks import archive, keys
 from tasks.connection import get_redis
 from tasks.events import Event, consume_once, group_lag
-from tasks.models import JobRecord
+from tasks.models import ArchiveError, ArchiveGap, JobRecord
 
 RECORDER_GROUP = "recorder"
 #: An arbitrary constant: the advisory lock key recorders take turns on.
@@ -91,6 +92,21 @@ def record_events(batch_size: int = 500, block_ms: int | None = None) -> int:
 def recorder_lag() -> dict[str, int | None]:
     """Per queue, entries the recorder has not read yet (None: unknown, e.g. no group)."""
     return group_lag(RECORDER_GROUP)
+
+
+def recorder_faults() -> dict[str, dict[str, Any]]:
+    """The archive's faults so far, as the dashboard shows them: events set aside
+    (ArchiveError rows) and gaps (ArchiveGap rows), counted; two aggregate queries."""
+    return {
+        "errors": ArchiveError.objects.aggregate(count=Count("id"), last=Max("created_at")),
+        "gaps": ArchiveGap.objects.aggregate(
+            count=Count("id"),
+            events_lost=Sum("events_lost"),
+            jobs_recovered=Sum("jobs_recovered"),
+            jobs_unrecoverable=Sum("jobs_unrecoverable"),
+            last=Max("detected_at"),
+        ),
+    }
 
 
 # --- events the archive cannot take --------------------------------------------------------

@@ -5,6 +5,7 @@ import logging
 
 import pytest
 from django.db import InterfaceError, OperationalError
+from django.urls import reverse
 
 from tasks import JobFailed, archive, enqueue
 from tasks.connection import get_redis
@@ -176,3 +177,32 @@ def test_a_batch_pending_through_an_outage_and_trimmed_meanwhile_is_a_gap(monkey
     assert (line["queue"], line["events_lost"], line["jobs_recovered"]) == ("catalog", 3, 4)
     assert {r.job_id for r in JobRecord.objects.all()} == {j.id for j in [*jobs, later]}
     assert pending("catalog") == 0 and recorder_lag()["catalog"] == 0
+
+
+@db
+def test_the_dashboard_counts_archive_errors_and_gaps(admin_client):
+    dashboard = reverse("admin:jobyard_dashboard")
+    assert 'id="jy-archive"' not in admin_client.get(dashboard).content.decode()
+    error = ArchiveError.objects.create(
+        queue="email",
+        stream_id="1-0",
+        job_id="j1",
+        event={"event": "waiting"},
+        error="DataError: no",
+    )
+    archive.record_gap("default", "1-0", "9-0", 120, 4, 30)
+    page = admin_client.get(dashboard).content.decode()
+    assert 'id="jy-archive"' in page
+    assert "1 event the archive could not apply" in page
+    assert "120 events trimmed from the streams before the recorder read them" in page
+    assert "about 30 jobs lost" in page
+    assert reverse("admin:tasks_archiveerror_changelist") in page
+    assert reverse("admin:tasks_archivegap_changelist") in page
+
+    # Their lists and an error's page, read-only.
+    listed = admin_client.get(reverse("admin:tasks_archiveerror_changelist")).content.decode()
+    assert "DataError: no" in listed and "j1" in listed
+    page = admin_client.get(reverse("admin:tasks_archiveerror_change", args=[error.pk]))
+    assert page.status_code == 200 and "&quot;waiting&quot;" in page.content.decode()
+    gaps = admin_client.get(reverse("admin:tasks_archivegap_changelist")).content.decode()
+    assert "120" in gaps and "9-0" in gaps
