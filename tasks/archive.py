@@ -356,6 +356,8 @@ def _refresh(queue: str, jobs: list[Job]) -> int:
         if row is not None:
             if row.created_at and record.created_at != row.created_at:
                 reborn.append(row.pk)  # the id was reused by a new job
+            elif row.removed_at is not None:
+                continue  # removed (cancelled) since its hash was read: the row knows better
             elif all(getattr(row, f) == getattr(record, f) for f in _SNAPSHOT):
                 continue  # the archive is up to date
         records.append(record)

@@ -6,6 +6,7 @@ import logging
 import pytest
 from django.db import InterfaceError, OperationalError
 from django.urls import reverse
+from django.utils.timezone import now
 
 from tasks import JobFailed, archive, enqueue
 from tasks.connection import get_redis
@@ -206,3 +207,19 @@ def test_the_dashboard_counts_archive_errors_and_gaps(admin_client):
     assert page.status_code == 200 and "&quot;waiting&quot;" in page.content.decode()
     gaps = admin_client.get(reverse("admin:tasks_archivegap_changelist")).content.decode()
     assert "120" in gaps and "9-0" in gaps
+
+
+@db
+def test_filling_from_the_registry_writes_only_what_the_archive_lacks_or_holds_older():
+    jobs = [enqueue("t-echo.catalog", {"value": i}, delay=60_000) for i in range(3)]
+    record_events()
+    older, cancelled, missing = jobs
+    JobRecord.objects.filter(job_id=older.id).update(state="waiting")  # an event lost since
+    JobRecord.objects.filter(job_id=cancelled.id).update(state="cancelled", removed_at=now())
+    JobRecord.objects.filter(job_id=missing.id).delete()
+
+    assert archive.fill_from_registry("catalog", page=2) == 2
+    assert JobRecord.objects.get(job_id=older.id).state == "delayed"
+    assert JobRecord.objects.get(job_id=missing.id).state == "delayed"
+    assert JobRecord.objects.get(job_id=cancelled.id).state == "cancelled"  # kept
+    assert archive.fill_from_registry("catalog") == 0  # nothing older left
