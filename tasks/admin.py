@@ -32,7 +32,7 @@ from tasks.admin_filters import (
 from tasks.archive import record_from_job
 from tasks.control import cancel_job, remove_job
 from tasks.errors import UnknownQueue
-from tasks.models import JobAttempt, JobRecord
+from tasks.models import ArchiveError, ArchiveGap, JobAttempt, JobRecord
 
 # --- the job admin ------------------------------------------------------------------------
 
@@ -270,6 +270,53 @@ class JobRecordAdmin(admin.ModelAdmin):
         return format_html(
             "".join('<pre class="jy-trace">{}</pre>' for _ in record.stacktrace), *record.stacktrace
         )
+
+
+# --- the recorder's faults ----------------------------------------------------------------
+
+
+class _RecorderFaultAdmin(admin.ModelAdmin):
+    """Written by the recorder (tasks/archive.py) only: read here, and deleted once dealt
+    with (the dashboard counts what is left)."""
+
+    list_per_page = 100
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ArchiveError)
+class ArchiveErrorAdmin(_RecorderFaultAdmin):
+    list_display = ("created_at", "queue", "job_link", "stream_id", "error")
+    list_filter = (QueueFilter,)
+    search_fields = ("job_id", "stream_id")
+    fields = ("created_at", "queue", "job_link", "stream_id", "error", "event_display")
+    readonly_fields = fields
+
+    @admin.display(description="job id")
+    def job_link(self, error: ArchiveError) -> str:
+        if not error.job_id:
+            return "—"
+        url = reverse("admin:tasks_jobrecord_change", args=[quote(f"{error.queue}:{error.job_id}")])
+        return format_html('<a href="{}">{}</a>', url, error.job_id)
+
+    @admin.display(description="event")
+    def event_display(self, error: ArchiveError) -> str:
+        return _pretty(error.event)
+
+
+@admin.register(ArchiveGap)
+class ArchiveGapAdmin(_RecorderFaultAdmin):
+    list_display = (
+        "detected_at", "queue", "events_lost", "jobs_recovered", "jobs_unrecoverable",
+        "after_id", "before_id",
+    )  # fmt: skip
+    list_filter = (QueueFilter,)
+    readonly_fields = list_display
 
 
 # Schedules: django-celery-beat's admin with next runs is in tasks/scheduling/admin.py.

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from tasks import InvalidJobData, InvalidJobOptions, Queue, UnknownJobType, enqueue, get_job
 from tasks.dashboard import BACKLOG_WAITING, FAILING_MIN_FINISHED, FAILING_RATE, dashboard_context
 from tasks.errors import UnknownQueue
-from tasks.recorder import recorder_lag
+from tasks.recorder import recorder_faults, recorder_lag
 from tasks.registry import job_types
 from tasks.states import FINISHED
 
@@ -33,6 +33,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         **dashboard_context(),
         "title": "Dashboard",
         "archive_lag": sum(v or 0 for v in lag.values()),
+        "archive_faults": recorder_faults(),
         "rules": {"rate": FAILING_RATE, "min": FAILING_MIN_FINISHED, "backlog": BACKLOG_WAITING},
     }
     return TemplateResponse(request, "tasks/dashboard.html", context)

@@ -1,4 +1,5 @@
-"""The job archive's one writer: every JobRecord and JobAttempt row is written here.
+"""The job archive's one writer: every JobRecord, JobAttempt, ArchiveError and ArchiveGap
+row is written here.
 
 Two callers: the recorder (tasks/recorder.py), which hands over each batch of events it
 reads from the streams (`apply`), and the platform's job operations (tasks/control.py),
@@ -11,21 +12,41 @@ A job that left the registry before its events were applied (removed on completi
 is archived from its events alone: state, result, reason and times, but no name or data
 unless an earlier batch saw them. Once a row has `removed_at`, events about a job whose
 hash is gone no longer change it (a cancelled job stays cancelled).
+
+Values PostgreSQL refuses are escaped on the way in (`storable`, applied to every text and
+JSON column written here): a NUL character becomes the six characters `\\u0000`, a lone
+surrogate `\\udXXX`, in strings and JSON keys alike. The registry keeps the job as it was.
+
+The recorder's faults are written here too: an event it could not apply (`record_errors`,
+an ArchiveError row each) and events trimmed from a stream before it read them
+(`record_gap`, after `fill_from_registry` archived what the registry still holds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from tasks.events import Event
 from tasks.job import Job, get_jobs
-from tasks.models import JobAttempt, JobRecord
+from tasks.models import ArchiveError, ArchiveGap, JobAttempt, JobRecord
+from tasks.queue import Queue
+from tasks.states import FINISHED, STATES
+
+#: What applying an event (or archiving a job) raises when the event or the job cannot be
+#: archived, rather than because PostgreSQL or Redis is away: PostgreSQL refused the row
+#: (DataError: a value too long, say; IntegrityError), or the event is malformed (a field
+#: that is not JSON or not a number). Outages (OperationalError, InterfaceError, Redis's
+#: ConnectionError) are not among them: whatever raised those is worth trying again.
+DATA_ERRORS = (DataError, IntegrityError, ValueError, TypeError, KeyError)
 
 #: Every JobRecord column written, on insert and on conflict alike.
 UPDATE_FIELDS = [
@@ -33,6 +54,54 @@ UPDATE_FIELDS = [
     "attempts_made", "progress", "created_at", "processed_on", "finished_on", "worker",
     "removed_at", "updated_at",
 ]  # fmt: skip
+
+
+#: What PostgreSQL refuses in text and JSONB: NUL, and UTF-16 surrogates (a Python string
+#: holds one only unpaired: json.loads joins a valid pair into one character).
+_REFUSED = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """`value` with what PostgreSQL refuses escaped: NUL as the text `\\u0000`, a lone
+    surrogate as `\\udXXX`, in every string of a JSON value, keys included. Unchanged (the
+    same object) when there is nothing to escape, which one json.dumps tells (about 4 us
+    for a small object): it writes NUL as \\u0000 and any surrogate as \\udXXX (a
+    character past U+FFFF too, as a pair: that one walks the value for nothing)."""
+    if isinstance(value, str):
+        return _REFUSED.sub(_escape, value) if _REFUSED.search(value) else value
+    if not isinstance(value, dict | list):
+        return value
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = None  # not JSON after all: walk it
+    if text is not None and "\\u0000" not in text and "\\ud" not in text:
+        return value
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
+    return [storable(v) for v in value]
+
+
+_TEXT_COLUMNS = (models.CharField, models.TextField, models.JSONField)
+_text_columns: dict[type, list[str]] = {}
+
+
+def _storable_row(row: models.Model) -> models.Model:
+    """Escape, in place, every text and JSON column of an archive row about to be written."""
+    names = _text_columns.get(type(row))
+    if names is None:
+        names = [f.attname for f in row._meta.concrete_fields if isinstance(f, _TEXT_COLUMNS)]
+        _text_columns[type(row)] = names
+    for name in names:
+        value = getattr(row, name)
+        escaped = storable(value)
+        if escaped is not value:
+            setattr(row, name, escaped)
+    return row
 
 
 def _ms(value: int | None) -> datetime | None:
@@ -63,6 +132,8 @@ def record_from_job(job: Job) -> JobRecord:
 
 
 def _upsert(records: list[JobRecord]) -> list[JobRecord]:
+    for record in records:
+        _storable_row(record)
     return JobRecord.objects.bulk_create(
         records, update_conflicts=True, unique_fields=["queue", "job_id"],
         update_fields=UPDATE_FIELDS,
@@ -206,8 +277,127 @@ def _record_attempts(pks: dict[tuple[str, str], int], by_job: dict) -> None:
                 current.failed_reason = e.fields.get("failedReason", "")
                 if current.pk is not None:
                     changed[id(current)] = current
+    for attempt in [*created, *changed.values()]:
+        _storable_row(attempt)
     JobAttempt.objects.bulk_create(created)
     if changed:
         JobAttempt.objects.bulk_update(
             list(changed.values()), ["finished_at", "outcome", "failed_reason"]
         )
+
+
+# --- the recorder's faults ---------------------------------------------------------------
+
+
+def record_errors(bad: list[tuple[Event, str]]) -> None:
+    """Keep each event the recorder could not apply, with why, as an ArchiveError row (one
+    per stream entry: an event set aside twice, after a crash before its XACK, is one row)."""
+    rows = [
+        _storable_row(
+            ArchiveError(
+                queue=event.queue,
+                stream_id=event.id,
+                job_id=event.job_id[:128],  # a malformed event's may be longer than a row's
+                event={"id": event.id, **event.to_dict()},
+                error=error,
+            )
+        )
+        for event, error in bad
+    ]
+    ArchiveError.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def record_gap(queue: str, after_id: str, before_id: str, events_lost: int,
+               jobs_recovered: int, jobs_unrecoverable: int) -> ArchiveGap:  # fmt: skip
+    """Keep a gap the recorder found in `queue`'s stream. Found again from the same place
+    (its group could not be moved on, say), it updates that row rather than add one."""
+    gap, _ = ArchiveGap.objects.update_or_create(
+        queue=queue, after_id=after_id,
+        defaults={
+            "before_id": before_id, "events_lost": events_lost,
+            "jobs_recovered": jobs_recovered, "jobs_unrecoverable": jobs_unrecoverable,
+        },
+    )  # fmt: skip
+    return gap
+
+
+#: The columns compared to decide whether an archive row is older than the registry's job.
+_SNAPSHOT = [f for f in UPDATE_FIELDS if f != "updated_at"]
+
+
+def fill_from_registry(queue: str, page: int = 500) -> int:
+    """Archive every job of `queue` the registry holds that the archive lacks or holds in an
+    older version; how many rows that wrote. For a gap: the events that would have told
+    the recorder about these jobs are gone, their hashes are not.
+
+    Pages through every state (`Queue.get_jobs`, `page` jobs a round trip). A job that
+    moves meanwhile may be missed or seen twice: its move wrote a new event, which the
+    recorder reads after the gap anyway.
+    """
+    listing = Queue(queue)
+    total = sum(listing.counts().values())
+    written = 0
+    for start in range(0, total, page):
+        written += _refresh(queue, listing.get_jobs(STATES, start, start + page - 1))
+    return written
+
+
+def _refresh(queue: str, jobs: list[Job]) -> int:
+    if not jobs:
+        return 0
+    existing = {
+        row.job_id: row
+        for row in JobRecord.objects.filter(queue=queue, job_id__in=[j.id for j in jobs])
+    }
+    records, reborn = [], []
+    for job in jobs:
+        record = _storable_row(record_from_job(job))
+        row = existing.get(job.id)
+        if row is not None:
+            if row.created_at and record.created_at != row.created_at:
+                reborn.append(row.pk)  # the id was reused by a new job
+            elif row.removed_at is not None:
+                continue  # removed (cancelled) since its hash was read: the row knows better
+            elif all(getattr(row, f) == getattr(record, f) for f in _SNAPSHOT):
+                continue  # the archive is up to date
+        records.append(record)
+    if not records:
+        return 0
+    try:
+        _write_refreshed(records, reborn)
+    except DATA_ERRORS:
+        # One job PostgreSQL refuses (its events will be archive errors too): the others
+        # one by one, so that it does not keep them out.
+        written = 0
+        for record in records:
+            with contextlib.suppress(*DATA_ERRORS):
+                _write_refreshed([record], reborn)
+                written += 1
+        return written
+    return len(records)
+
+
+def _write_refreshed(records: list[JobRecord], reborn: list[int]) -> None:
+    with transaction.atomic():
+        saved = _upsert(records)
+        if reborn:
+            JobAttempt.objects.filter(job_id__in=reborn).delete()
+        _close_lost_attempts({r.pk: r for r in saved if r.state in FINISHED})
+
+
+def _close_lost_attempts(finished: dict[int, JobRecord]) -> None:
+    """An attempt still running in the archive for a job the registry says finished: its
+    closing event was lost in the gap. It is closed as the job ended (the likeliest ending:
+    a retry lost with it would have been a `retrying` attempt)."""
+    if not finished:
+        return
+    attempts = list(JobAttempt.objects.filter(job_id__in=finished, outcome=JobAttempt.RUNNING))
+    for attempt in attempts:
+        job = finished[attempt.job_id]
+        attempt.finished_at = job.finished_on
+        if job.state == "completed":
+            attempt.outcome = JobAttempt.COMPLETED
+        else:
+            attempt.outcome, attempt.failed_reason = JobAttempt.FAILED, job.failed_reason
+    if attempts:
+        JobAttempt.objects.bulk_update(attempts, ["finished_at", "outcome", "failed_reason"])

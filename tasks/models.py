@@ -113,3 +113,62 @@ class JobAttempt(models.Model):
         if self.started_at and self.finished_at:
             return round((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+
+class ArchiveError(models.Model):
+    """An event the archive could not apply (PostgreSQL refused its row, or it was malformed).
+
+    The recorder isolates it from its batch, keeps it here, acknowledges it and goes on;
+    the rest of the batch is archived. The dashboard counts these rows.
+    """
+
+    queue = models.CharField(max_length=64)
+    #: The event's stream entry id: one row per event, however often it is applied.
+    stream_id = models.CharField("stream id", max_length=48)
+    job_id = models.CharField("job id", max_length=128, blank=True)
+    #: The event as it was on the stream (escaped like every archived value).
+    event = models.JSONField(default=dict)
+    error = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "archive error"
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("queue", "stream_id"), name="archiveerror_queue_stream_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.stream_id}: {self.error[:60]}"
+
+
+class ArchiveGap(models.Model):
+    """Events of a queue trimmed from its stream before the recorder read them.
+
+    Found by the recorder (tasks/recorder.py) from the stream's and its group's counters;
+    the queue's jobs still in the registry were archived from there (`jobs_recovered`).
+    """
+
+    queue = models.CharField(max_length=64)
+    #: The last entry the recorder had read before the gap (0-0: none).
+    after_id = models.CharField("after stream id", max_length=48)
+    #: The first entry still on the stream when the gap was found (empty: the stream was).
+    before_id = models.CharField("before stream id", max_length=48, blank=True)
+    events_lost = models.PositiveIntegerField("events lost")
+    jobs_recovered = models.PositiveIntegerField("jobs archived from the registry", default=0)
+    #: Jobs that finished in the gap's minutes (the per-minute stats) and that neither the
+    #: registry nor the archive holds: an estimate, to the minute.
+    jobs_unrecoverable = models.PositiveIntegerField("jobs lost (estimate)", default=0)
+    detected_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "archive gap"
+        ordering = ("-detected_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("queue", "after_id"), name="archivegap_queue_after_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.events_lost} events lost after {self.after_id}"

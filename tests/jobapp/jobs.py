@@ -103,6 +103,12 @@ def typed(job: Job, count: int, label: str = "x", ratio: float = 0.5) -> dict[st
     return {"count": count, "label": label, "ratio": ratio}
 
 
+@job_type("t-fail", queue="default", attempts=1)
+def fail(job: Job, message: str) -> None:
+    """Fails at once with `message` as its reason."""
+    raise PermanentError(message)
+
+
 @job_type("t-throws", queue="default", throws=(KeyError,))
 def throws(job: Job) -> None:
     raise KeyError("missing")
