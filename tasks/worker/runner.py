@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
+from billiard.common import terminate_handler_fired
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
 from django.conf import settings
@@ -148,8 +149,11 @@ def execute(
     except SoftTimeLimitExceeded:
         reason, permanent = f"timed out after {job_opts.timeout} ms", False
         stack = traceback.format_exc()
-    # A job's sys.exit() or KeyboardInterrupt ends its attempt, not the pool process.
+    # A job's sys.exit() or KeyboardInterrupt ends its attempt, not the pool process; but a
+    # SystemExit raised by the pool's own termination (a cold shutdown) must end the process.
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        if not isinstance(exc, Exception) and terminate_handler_fired():
+            raise
         reason = describe(exc)
         permanent = isinstance(exc, (PermanentError, *declared.throws))
         stack = traceback.format_exc()
