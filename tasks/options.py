@@ -1,4 +1,9 @@
-"""Enqueue options, validated once, in Python snake_case or the HTTP API's camelCase."""
+"""Enqueue options, validated once, in Python snake_case or the HTTP API's camelCase.
+
+Types are strict, as JSON writes them: a number is not a string ("10"), nor a boolean (true),
+and a count is an integer (not 10.0); a float field (backoff.factor) takes an integer too.
+The Python API, the HTTP API, the CLI and the admin all pass through here alike.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 
 class _Options(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, strict=True
     )
 
 
