@@ -45,6 +45,11 @@ BLOCK_MS = 5000
 #: What a client waits before reconnecting after the stream ends or breaks.
 RETRY_MS = 1000
 _CURSOR = re.compile(rf"^(?P<queue>{QUEUE_NAME})=(?P<id>{STREAM_ID})$")
+#: A stream id is two unsigned 64-bit integers, its first part Redis's clock in ms: Redis
+#: refuses a larger one (an error mid-stream), and one whose time is more than a day ahead
+#: was never sent (the stream would stay silent until then).
+_U64_DIGITS, _U64 = 20, 2**64 - 1
+_FUTURE_MS = 24 * 3600 * 1000
 _JSON_FIELDS = ("progress", "returnvalue")
 _INT_FIELDS = ("delayUntil", "delay", "attemptsMade", "stalledCount")
 
@@ -62,14 +67,26 @@ def parse_cursor(value: str, queues: list[str]) -> dict[str, str]:
     cursors: dict[str, str] = {}
     for part in value.split(","):
         match = _CURSOR.match(part.strip())
-        if not match:
+        position = _stream_id(match["id"]) if match else None
+        if position is None:
             raise ApiError(
                 400,
                 "invalid_last_event_id",
                 "Last-Event-ID must be queue=streamId pairs separated by commas, as sent",
             )
-        cursors[match["queue"]] = match["id"]
+        cursors[match["queue"]] = position
     return {q: cursors.get(q) or last_event_id(q) for q in queues}
+
+
+def _stream_id(raw: str) -> str | None:
+    """`ms-seq` as Redis reads it, or None when no stream of ours can have sent it."""
+    parts = raw.split("-")
+    if any(len(p) > _U64_DIGITS for p in parts):  # and int() of 5,000 digits is an error
+        return None
+    ms, seq = (int(p) for p in parts)
+    if ms > _U64 or seq > _U64 or ms > time.time() * 1000 + _FUTURE_MS:
+        return None
+    return f"{ms}-{seq}"
 
 
 def format_cursor(cursors: dict[str, str]) -> str:
