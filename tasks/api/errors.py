@@ -11,8 +11,10 @@ from typing import Any
 import redis
 import structlog
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from pydantic import ValidationError
 
 from tasks import (
@@ -75,6 +77,11 @@ def error_for(exc: Exception) -> ApiError | None:
         return ApiError(409, "invalid_job_state", str(exc))
     if isinstance(exc, JobyardError):
         return ApiError(400, "bad_request", str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(413, "body_too_large", "the body is too large")
+    if isinstance(exc, SuspiciousOperation | MultiPartParserError):
+        # Django's own refusals of a request (too many fields, a malformed form body...).
+        return ApiError(400, "bad_request", f"the request was refused: {type(exc).__name__}")
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return ApiError(503, "redis_unavailable", "the job registry (Redis) is unreachable")
     if isinstance(exc, OperationalError | InterfaceError):
