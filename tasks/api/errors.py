@@ -31,15 +31,20 @@ log = structlog.get_logger("jobyard.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
     def response(self) -> HttpResponse:
-        return error_response(self.status, self.code, self.message, **self.extra)
+        response = error_response(self.status, self.code, self.message, **self.extra)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> HttpResponse:

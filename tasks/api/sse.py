@@ -15,7 +15,8 @@ Redis (XREAD), not in a polling loop; it writes a `: keepalive` comment every
 SSE_KEEPALIVE_SECONDS, so a client that left is found at the next write; and it ends after
 SSE_MAX_SECONDS with an `end` event, so an idle client cannot hold a thread forever: the
 client reconnects with Last-Event-ID and carries on. Run gunicorn with threads (the
-Procfile's WEB_THREADS) or gevent; see docs/api.md.
+Procfile's WEB_THREADS) or gevent; see docs/api.md. How many may be open at once, per
+process and per caller, is tasks.api.streams's to say.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tasks import Event, Queue
 from tasks.api.base import READ, api_view
 from tasks.api.errors import ApiError, error_for
 from tasks.api.schemas import QUEUE_NAME, STREAM_ID, ErrorDetail, JobEvent, StreamEnd, dump
+from tasks.api.streams import Held, Lease
 from tasks.events import last_event_id, read_events
 
 log = structlog.get_logger("jobyard.api")
@@ -118,16 +120,20 @@ def _message(event: str, model: type[BaseModel], data: dict[str, Any],
     return "\n".join(lines) + "\n\n"
 
 
-def stream(cursors: dict[str, str], max_seconds: float, keepalive: float) -> Iterator[str]:
+def stream(cursors: dict[str, str], max_seconds: float, keepalive: float,
+           lease: Lease | None = None) -> Iterator[str]:  # fmt: skip
     """The event stream's text, chunk by chunk, until max_seconds or the client leaves.
 
     A client that leaves is noticed when a write fails: the server then closes this
-    generator (GeneratorExit at the current yield), which ends it.
+    generator (GeneratorExit at the current yield), which ends it. `lease`, the stream's
+    place among its caller's streams, is renewed as it goes.
     """
     started = last_write = time.monotonic()
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     try:
         while (remaining := started + max_seconds - time.monotonic()) > 0:
+            if lease is not None:
+                lease.renew()
             until_keepalive = keepalive - (time.monotonic() - last_write)
             block_s = max(0.001, min(remaining, until_keepalive, BLOCK_MS / 1000))
             # Across queues, send in stream-id order: one Redis clock numbers them all.
@@ -158,13 +164,18 @@ def events(request: HttpRequest) -> StreamingHttpResponse:
     # Fixed now, before the response starts: events sent meanwhile are not missed.
     cursors = parse_cursor(resume, queues) if resume else {q: last_event_id(q) for q in queues}
     conf = settings.JOBYARD_API
-    if not connection.in_atomic_block:
-        # A stream may stay open for minutes: it needs Redis, not a database connection.
-        connection.close()
-    response = StreamingHttpResponse(
-        stream(cursors, conf["SSE_MAX_SECONDS"], conf["SSE_KEEPALIVE_SECONDS"]),
-        content_type="text/event-stream",
-    )
+    principal = request.api_principal
+    caller = f"token:{principal.token.pk}" if principal.token else f"user:{principal.user.pk}"
+    lease = Lease(caller)  # 503 when this process's streams are full, 429 the caller's
+    try:
+        if not connection.in_atomic_block:
+            # A stream may stay open for minutes: it needs Redis, not a database connection.
+            connection.close()
+        chunks = stream(cursors, conf["SSE_MAX_SECONDS"], conf["SSE_KEEPALIVE_SECONDS"], lease)
+        response = StreamingHttpResponse(Held(chunks, lease), content_type="text/event-stream")
+    except BaseException:
+        lease.release()
+        raise
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
