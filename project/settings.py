@@ -199,6 +199,15 @@ JOBYARD_API = {
     "SSE_MAX_STREAMS_PER_TOKEN": env.int(
         "JOBYARD_SSE_MAX_STREAMS_PER_TOKEN", default=4, validate=Range(min=1)
     ),
+    # A token found live in PostgreSQL is trusted this long without asking again (0: ask
+    # every time); while PostgreSQL is unreachable, for up to TOKEN_STALE_SECONDS after its
+    # last check (tasks/api/tokens.py). Revoking through the app takes effect at once.
+    "TOKEN_CACHE_SECONDS": env.float(
+        "JOBYARD_API_TOKEN_CACHE_SECONDS", default=30.0, validate=Range(min=0, max=3600)
+    ),
+    "TOKEN_STALE_SECONDS": env.float(
+        "JOBYARD_API_TOKEN_STALE_SECONDS", default=3600.0, validate=Range(min=0)
+    ),
 }
 
 # --- Celery (CELERY_ namespace, read by project/celery.py) ----------------------------
