@@ -1,8 +1,9 @@
 """Enqueue options, validated once, in Python snake_case or the HTTP API's camelCase.
 
-Types are strict, as JSON writes them: a number is not a string ("10"), nor a boolean (true),
-and a count is an integer (not 10.0); a float field (backoff.factor) takes an integer too.
-The Python API, the HTTP API, the CLI and the admin all pass through here alike.
+Types are strict, as JSON writes them: a string ("10") is not a number, nor is a boolean
+(true), a string ("yes") is not a boolean, and a count is an integer (not 10.5); a float
+field (backoff.factor) takes an integer too. The Python API, the HTTP API, the CLI and the
+admin all pass through here alike, and so do stored options read back (JSON keeps the types).
 """
 
 from __future__ import annotations
