@@ -173,15 +173,45 @@ JOBYARD = {
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
 }
 
+#: gunicorn's threads per process (the Procfile's --threads): read here too, for the cap below.
+WEB_THREADS = env.int("WEB_THREADS", default=8, validate=Range(min=1))
+
+
+def default_max_streams(threads: int) -> int:
+    """Event streams one web process opens by default: two threads stay for the rest (one
+    with two threads; with one thread, none: a stream would hold the only one)."""
+    return max(threads - 2, min(threads - 1, 1))
+
+
 #: The HTTP API (tasks/api). Each open event stream (/api/v1/events) holds one web thread:
 #: it ends after SSE_MAX_SECONDS and the client reconnects with Last-Event-ID, so an idle
 #: client cannot hold a thread forever; a keepalive comment every SSE_KEEPALIVE_SECONDS
-#: finds a client that left (the write fails) before then.
+#: finds a client that left (the write fails) before then. SSE_MAX_STREAMS streams at most
+#: per web process (503 past it) leave threads for /healthz, /readyz and the rest of the
+#: API: by default WEB_THREADS - 2 (1 with 2 threads; 0, no streams, with 1 thread).
+#: SSE_MAX_STREAMS_PER_TOKEN per token or staff user across every process (429 past it).
 JOBYARD_API = {
     "MAX_BODY_BYTES": 1024 * 1024,
     "SSE_MAX_SECONDS": env.float("JOBYARD_SSE_MAX_SECONDS", default=300.0, validate=Range(min=1)),
     "SSE_KEEPALIVE_SECONDS": env.float(
         "JOBYARD_SSE_KEEPALIVE_SECONDS", default=15.0, validate=Range(min=1)
+    ),
+    "SSE_MAX_STREAMS": env.int(
+        "JOBYARD_SSE_MAX_STREAMS",
+        default=default_max_streams(WEB_THREADS),
+        validate=Range(min=0),
+    ),
+    "SSE_MAX_STREAMS_PER_TOKEN": env.int(
+        "JOBYARD_SSE_MAX_STREAMS_PER_TOKEN", default=4, validate=Range(min=1)
+    ),
+    # A token found live in PostgreSQL is trusted this long without asking again (0: ask
+    # every time); while PostgreSQL is unreachable, for up to TOKEN_STALE_SECONDS after its
+    # last check (tasks/api/tokens.py). Revoking through the app takes effect at once.
+    "TOKEN_CACHE_SECONDS": env.float(
+        "JOBYARD_API_TOKEN_CACHE_SECONDS", default=30.0, validate=Range(min=0, max=3600)
+    ),
+    "TOKEN_STALE_SECONDS": env.float(
+        "JOBYARD_API_TOKEN_STALE_SECONDS", default=3600.0, validate=Range(min=0)
     ),
 }
 
@@ -252,6 +282,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every error under /api/ is JSON, a Host outside ALLOWED_HOSTS included.
+    "tasks.api.middleware.ApiJsonErrors",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

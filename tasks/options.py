@@ -1,4 +1,10 @@
-"""Enqueue options, validated once, in Python snake_case or the HTTP API's camelCase."""
+"""Enqueue options, validated once, in Python snake_case or the HTTP API's camelCase.
+
+Types are strict, as JSON writes them: a string ("10") is not a number, nor is a boolean
+(true), a string ("yes") is not a boolean, and a count is an integer (not 10.5); a float
+field (backoff.factor) takes an integer too. The Python API, the HTTP API, the CLI and the
+admin all pass through here alike, and so do stored options read back (JSON keeps the types).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 
 class _Options(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, strict=True
     )
 
 

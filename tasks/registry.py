@@ -47,12 +47,24 @@ class JobType:
         if bad:
             raise InvalidJobData(self.name, [{"field": bad, "message": "must be a finite number"}])
         try:
-            params = self.schema.model_validate(data).model_dump(mode="json")
+            params = self._strict(data).model_dump(mode="json")
         except ValidationError as exc:
             raise InvalidJobData(self.name, validation_errors(exc)) from None
         except PydanticSerializationError as exc:  # a value with no JSON form
             raise InvalidJobData(self.name, [{"field": "(root)", "message": str(exc)}]) from None
         return params
+
+    def _strict(self, data: dict[str, Any]) -> BaseModel:
+        """`data` validated with JSON's types kept apart: a string is not a number ("12")
+        and a boolean is not a number (true) nor a number a boolean, whoever sends them;
+        an integer is fine for a float, and an ISO string for a date (pydantic's strict
+        JSON mode). Parameters that JSON cannot hold (a date or a UUID object, from Python)
+        are judged in pydantic's strict Python mode instead."""
+        try:
+            as_json = json.dumps(data, allow_nan=False)
+        except (TypeError, ValueError):
+            return self.schema.model_validate(data, strict=True)
+        return self.schema.model_validate_json(as_json, strict=True)
 
     def json_schema(self) -> dict[str, Any]:
         return self.schema.model_json_schema(by_alias=True)

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from tasks.admin_filters import DateSetFilter
+from tasks.api import tokens
 from tasks.api.models import TOKEN_PREFIX, ApiToken
 
 
@@ -52,5 +53,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        live = queryset.filter(revoked_at__isnull=True)
+        hashes = list(live.values_list("token_hash", flat=True))
+        count = live.update(revoked_at=timezone.now())
+        tokens.forget(hashes)  # an update() sends no signal: the API's cache, at once
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)

@@ -5,3 +5,7 @@ class ApiConfig(AppConfig):
     name = "tasks.api"
     label = "jobyard_api"
     verbose_name = "Jobs API"
+
+    def ready(self) -> None:
+        # Its signal receivers: a token revoked or deleted leaves the API's cache at once.
+        from tasks.api import tokens  # noqa: F401

@@ -12,6 +12,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
+from tasks.api import tokens
 from tasks.api.errors import ApiError
 from tasks.api.models import ApiToken
 
@@ -43,7 +44,7 @@ def authenticate(request: HttpRequest) -> Principal:
         credentials = credentials.strip()
         if scheme.lower() != "bearer" or not credentials:
             raise ApiError(401, "invalid_authorization", "expected Authorization: Bearer <token>")
-        token = ApiToken.authenticate(credentials)
+        token = tokens.lookup(credentials)  # cached: see tasks.api.tokens
         if token is None:
             raise ApiError(401, "invalid_token", "the token is not valid")
         if token.revoked:

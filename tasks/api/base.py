@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from pydantic import BaseModel, ValidationError
 
+from tasks.api import tokens
 from tasks.api.auth import READ, WRITE, authenticate, check_csrf
 from tasks.api.errors import ApiError, error_for, error_response
 from tasks.options import ID_PATTERN, validation_errors
@@ -58,7 +59,7 @@ def api_view(methods: dict[str, str]) -> Callable:
                     )
                 check_csrf(request, principal)
                 if principal.token is not None:
-                    principal.token.touch()
+                    tokens.touch(principal.token)
                 request.api_principal = principal
                 result = view(request, *args, **kwargs)
                 if not isinstance(result, HttpResponseBase):

@@ -11,8 +11,10 @@ from typing import Any
 import redis
 import structlog
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from pydantic import ValidationError
 
 from tasks import (
@@ -29,15 +31,20 @@ log = structlog.get_logger("jobyard.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
     def response(self) -> HttpResponse:
-        return error_response(self.status, self.code, self.message, **self.extra)
+        response = error_response(self.status, self.code, self.message, **self.extra)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> HttpResponse:
@@ -75,6 +82,11 @@ def error_for(exc: Exception) -> ApiError | None:
         return ApiError(409, "invalid_job_state", str(exc))
     if isinstance(exc, JobyardError):
         return ApiError(400, "bad_request", str(exc))
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(413, "body_too_large", "the body is too large")
+    if isinstance(exc, SuspiciousOperation | MultiPartParserError):
+        # Django's own refusals of a request (too many fields, a malformed form body...).
+        return ApiError(400, "bad_request", f"the request was refused: {type(exc).__name__}")
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return ApiError(503, "redis_unavailable", "the job registry (Redis) is unreachable")
     if isinstance(exc, OperationalError | InterfaceError):

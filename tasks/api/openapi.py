@@ -125,7 +125,9 @@ _ERROR_WORDS = {400: "bad input", 401: "no valid token or staff session",
                 404: "not found (queue, job)", 409: "conflicts with the job's state",
                 413: "body over 1 MB", 415: "the body is not application/json",
                 422: "a field is invalid: `fields` names each and why",
-                503: "Redis or the database is unreachable"}  # fmt: skip
+                429: "this token (or staff user) has its event streams open; see Retry-After",
+                503: "Redis or the database is unreachable; or (event streams) this server "
+                     "process has its streams open, see Retry-After"}  # fmt: skip
 #: Bodies that may be sent but are not read: pause, resume, retry-failed.
 _EMPTY_BODY = {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -249,7 +251,7 @@ class _Operations:
                 f"an event stream: `event` is the job event ({', '.join(EVENTS)}), `data` its "
                 "JSON, `id` the position to resume from; it ends with an `end` event after the "
                 "server's max lifetime (reconnect with Last-Event-ID)",
-                errors=(400, 404), media="text/event-stream",
+                errors=(400, 404, 429), media="text/event-stream",
                 params=[_query("queue", {"type": "string"}, "comma-separated queue names; every "
                                "queue by default"),
                         {"name": "Last-Event-ID", "in": "header", "required": False,

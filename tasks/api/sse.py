@@ -15,7 +15,8 @@ Redis (XREAD), not in a polling loop; it writes a `: keepalive` comment every
 SSE_KEEPALIVE_SECONDS, so a client that left is found at the next write; and it ends after
 SSE_MAX_SECONDS with an `end` event, so an idle client cannot hold a thread forever: the
 client reconnects with Last-Event-ID and carries on. Run gunicorn with threads (the
-Procfile's WEB_THREADS) or gevent; see docs/api.md.
+Procfile's WEB_THREADS) or gevent; see docs/api.md. How many may be open at once, per
+process and per caller, is tasks.api.streams's to say.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tasks import Event, Queue
 from tasks.api.base import READ, api_view
 from tasks.api.errors import ApiError, error_for
 from tasks.api.schemas import QUEUE_NAME, STREAM_ID, ErrorDetail, JobEvent, StreamEnd, dump
+from tasks.api.streams import Held, Lease
 from tasks.events import last_event_id, read_events
 
 log = structlog.get_logger("jobyard.api")
@@ -45,6 +47,11 @@ BLOCK_MS = 5000
 #: What a client waits before reconnecting after the stream ends or breaks.
 RETRY_MS = 1000
 _CURSOR = re.compile(rf"^(?P<queue>{QUEUE_NAME})=(?P<id>{STREAM_ID})$")
+#: A stream id is two unsigned 64-bit integers, its first part Redis's clock in ms: Redis
+#: refuses a larger one (an error mid-stream), and one whose time is more than a day ahead
+#: was never sent (the stream would stay silent until then).
+_U64_DIGITS, _U64 = 20, 2**64 - 1
+_FUTURE_MS = 24 * 3600 * 1000
 _JSON_FIELDS = ("progress", "returnvalue")
 _INT_FIELDS = ("delayUntil", "delay", "attemptsMade", "stalledCount")
 
@@ -62,14 +69,26 @@ def parse_cursor(value: str, queues: list[str]) -> dict[str, str]:
     cursors: dict[str, str] = {}
     for part in value.split(","):
         match = _CURSOR.match(part.strip())
-        if not match:
+        position = _stream_id(match["id"]) if match else None
+        if position is None:
             raise ApiError(
                 400,
                 "invalid_last_event_id",
                 "Last-Event-ID must be queue=streamId pairs separated by commas, as sent",
             )
-        cursors[match["queue"]] = match["id"]
+        cursors[match["queue"]] = position
     return {q: cursors.get(q) or last_event_id(q) for q in queues}
+
+
+def _stream_id(raw: str) -> str | None:
+    """`ms-seq` as Redis reads it, or None when no stream of ours can have sent it."""
+    parts = raw.split("-")
+    if any(len(p) > _U64_DIGITS for p in parts):  # and int() of 5,000 digits is an error
+        return None
+    ms, seq = (int(p) for p in parts)
+    if ms > _U64 or seq > _U64 or ms > time.time() * 1000 + _FUTURE_MS:
+        return None
+    return f"{ms}-{seq}"
 
 
 def format_cursor(cursors: dict[str, str]) -> str:
@@ -101,16 +120,20 @@ def _message(event: str, model: type[BaseModel], data: dict[str, Any],
     return "\n".join(lines) + "\n\n"
 
 
-def stream(cursors: dict[str, str], max_seconds: float, keepalive: float) -> Iterator[str]:
+def stream(cursors: dict[str, str], max_seconds: float, keepalive: float,
+           lease: Lease | None = None) -> Iterator[str]:  # fmt: skip
     """The event stream's text, chunk by chunk, until max_seconds or the client leaves.
 
     A client that leaves is noticed when a write fails: the server then closes this
-    generator (GeneratorExit at the current yield), which ends it.
+    generator (GeneratorExit at the current yield), which ends it. `lease`, the stream's
+    place among its caller's streams, is renewed as it goes.
     """
     started = last_write = time.monotonic()
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     try:
         while (remaining := started + max_seconds - time.monotonic()) > 0:
+            if lease is not None:
+                lease.renew()
             until_keepalive = keepalive - (time.monotonic() - last_write)
             block_s = max(0.001, min(remaining, until_keepalive, BLOCK_MS / 1000))
             # Across queues, send in stream-id order: one Redis clock numbers them all.
@@ -141,13 +164,18 @@ def events(request: HttpRequest) -> StreamingHttpResponse:
     # Fixed now, before the response starts: events sent meanwhile are not missed.
     cursors = parse_cursor(resume, queues) if resume else {q: last_event_id(q) for q in queues}
     conf = settings.JOBYARD_API
-    if not connection.in_atomic_block:
-        # A stream may stay open for minutes: it needs Redis, not a database connection.
-        connection.close()
-    response = StreamingHttpResponse(
-        stream(cursors, conf["SSE_MAX_SECONDS"], conf["SSE_KEEPALIVE_SECONDS"]),
-        content_type="text/event-stream",
-    )
+    principal = request.api_principal
+    caller = f"token:{principal.token.pk}" if principal.token else f"user:{principal.user.pk}"
+    lease = Lease(caller)  # 503 when this process's streams are full, 429 the caller's
+    try:
+        if not connection.in_atomic_block:
+            # A stream may stay open for minutes: it needs Redis, not a database connection.
+            connection.close()
+        chunks = stream(cursors, conf["SSE_MAX_SECONDS"], conf["SSE_KEEPALIVE_SECONDS"], lease)
+        response = StreamingHttpResponse(Held(chunks, lease), content_type="text/event-stream")
+    except BaseException:
+        lease.release()
+        raise
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

@@ -253,7 +253,10 @@ def queue_retry_failed(request: HttpRequest, queue: str) -> HttpResponse:
 
 
 class CleanRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    #: Strict as JSON types are: `"grace": "10"` or `"limit": true` is a 422, not a number.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True
+    )
 
     grace: int = Field(default=0, ge=0, le=10 * 365 * 24 * 3600 * 1000,
                        description="ms: only jobs older than this")  # fmt: skip

@@ -136,6 +136,38 @@ def test_it_refuses_an_unknown_queue_and_a_malformed_last_event_id(api):
     assert_error(response, 400, "invalid_last_event_id")
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "default=99999999999999999999999-0",  # over 64 bits: Redis would refuse it mid-stream
+        "default=1700000000000-99999999999999999999999",
+        "default=18446744073709551616-0",  # 2**64
+        "default=18446744073709551615-0",  # fits, but ages ahead: never sent, silent forever
+        f"default={int(time.time() * 1000) + 2 * 86_400_000}-0",
+        "default=" + "9" * 5000 + "-0",
+        "default=1-0,email=99999999999999999999999-0",
+    ],
+    ids=["ms-23-digits", "seq-23-digits", "ms-2**64", "ms-2**64-1", "two-days-ahead",
+         "5000-digits", "second-queue-bad"],
+)  # fmt: skip
+def test_it_answers_400_to_a_last_event_id_no_stream_could_have_sent(api, cursor):
+    error = assert_error(api.get("/api/v1/events", HTTP_LAST_EVENT_ID=cursor), 400,
+                         "invalid_last_event_id")  # fmt: skip
+    assert "Last-Event-ID" in error["message"]
+    query = api.get("/api/v1/events", {"lastEventId": cursor})
+    assert_error(query, 400, "invalid_last_event_id")
+
+
+def test_a_last_event_id_of_the_past_or_now_is_fine(api, settings):
+    settings.JOBYARD_API = {**settings.JOBYARD_API, "SSE_MAX_SECONDS": 0.3}
+    now = int(time.time() * 1000)
+    for cursor in ("default=0-0", f"default={now}-18446744073709551615,email=1-0"):
+        response = api.get("/api/v1/events", {"queue": "default"}, HTTP_LAST_EVENT_ID=cursor)
+        assert response.status_code == 200
+        seen = collect(response, lambda seen: False)
+        assert [m.get("event") for m in seen if "event" in m] == ["end"], seen
+
+
 # --- under gunicorn: a stream holds a thread only while it is open ---------------------------
 
 
