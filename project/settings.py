@@ -51,6 +51,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A PostgreSQL that drops packets (rather than refusing) must not hang a request or the
+# beat for the system's connect timeout (minutes): fail in 5 s, as a refusal would.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker and hot job state ----------------------------------------------------
