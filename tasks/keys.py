@@ -39,6 +39,8 @@ GLOBAL_KEYS = {
     "workers": "workers",  # live workers, scored by last heartbeat
     "worker": "worker:",  # one worker's heartbeat hash
     "lease": "lease:",  # a leader lease (the beat's)
+    "api_token": "api:token:",  # a token check cached for the HTTP API, by token hash
+    "api_streams": "api:streams:",  # the HTTP API's open event streams, by caller
 }
 
 
@@ -89,6 +91,14 @@ def worker(name: str) -> str:
 
 def lease(name: str) -> str:
     return f"{prefix()}{GLOBAL_KEYS['lease']}{name}"
+
+
+def api_token(token_hash: str) -> str:
+    return f"{prefix()}{GLOBAL_KEYS['api_token']}{token_hash}"
+
+
+def api_streams(caller: str) -> str:
+    return f"{prefix()}{GLOBAL_KEYS['api_streams']}{caller}"
 
 
 # --- kombu's keys: the broker lists Jobyard's enqueue writes to and its consumer pops ----

@@ -62,7 +62,7 @@ class Lease:
         conf = settings.JOBYARD_API
         self.max_seconds = float(conf["SSE_MAX_SECONDS"])
         self.slot = uuid.uuid4().hex
-        self.key = f"{keys.prefix()}api:streams:{caller}"
+        self.key = keys.api_streams(caller)
         self.member = ""
         self.renewed = 0.0
         self.released = False

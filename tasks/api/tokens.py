@@ -41,10 +41,6 @@ log = structlog.get_logger("jobyard.api")
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
-def _key(token_hash: str) -> str:
-    return f"{keys.prefix()}api:token:{token_hash}"
-
-
 def _ms(moment: datetime | None) -> int | None:
     return int(moment.timestamp() * 1000) if moment else None
 
@@ -93,7 +89,7 @@ def touch(token: ApiToken) -> None:
 
 def forget(token_hashes: Iterable[str]) -> None:
     """Drop these tokens' entries, in every process at once (Redis away: they run out)."""
-    names = [_key(h) for h in token_hashes]
+    names = [keys.api_token(h) for h in token_hashes]
     if names:
         with contextlib.suppress(redis.exceptions.RedisError):
             get_redis().delete(*names)
@@ -102,7 +98,7 @@ def forget(token_hashes: Iterable[str]) -> None:
 def _read(token_hash: str) -> tuple[ApiToken | None, float]:
     """(the cached token, seconds since it was checked in PostgreSQL), or (None, 0)."""
     try:
-        raw = get_redis().get(_key(token_hash))
+        raw = get_redis().get(keys.api_token(token_hash))
     except redis.exceptions.RedisError:
         return None, 0.0  # the cache is an aid: PostgreSQL decides
     if raw is None:
@@ -130,7 +126,9 @@ def _write(token: ApiToken, checked_ms: int | None = None) -> None:
         return
     token._cache_checked_ms = entry["checkedAt"]  # type: ignore[attr-defined]
     with contextlib.suppress(redis.exceptions.RedisError):
-        get_redis().set(_key(token.token_hash), json.dumps(entry), px=int(lifetime * 1000))
+        get_redis().set(
+            keys.api_token(token.token_hash), json.dumps(entry), px=int(lifetime * 1000)
+        )
 
 
 @receiver(post_save, sender=ApiToken, dispatch_uid="jobyard-api-token-saved")
