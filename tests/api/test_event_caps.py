@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from tasks import keys
 from tasks.api import streams
 from tasks.connection import get_redis
 from tests.api.conftest import ApiClient, assert_error
@@ -98,7 +99,7 @@ def test_a_stream_that_ends_or_is_never_read_gives_its_place_back(make_token, ca
     ended = open_stream(client, opened)
     b"".join(ended.streaming_content)  # read to its `end` event
     assert streams.open_in_process() == 0
-    assert [k for k in get_redis().scan_iter("*api:streams:*") if get_redis().zcard(k)] == []
+    assert [k for k in get_redis().scan_iter(keys.api_streams("*")) if get_redis().zcard(k)] == []
     unread = open_stream(client, opened)
     assert unread.status_code == 200
     unread.close()  # what the server does when the client left before the first byte
