@@ -18,6 +18,7 @@ from tasks.registry import get_job_type, job_type
 from tasks.scheduling.defaults import default_schedule
 from tasks.scheduling.patterns import InvalidSchedule, parse_pattern, split_pattern, zone
 from tasks.scheduling.service import install_schedule
+from tasks.states import FINISHED
 
 
 @job_type("ping", queue="default", attempts=1)
@@ -44,7 +45,7 @@ def clean_finished_jobs(job: Job, older_than_hours: int = 24 * 7) -> dict[str, i
     removed: dict[str, int] = {}
     for name in settings.JOBYARD_QUEUES:
         queue = Queue(name)
-        for state in ("completed", "failed"):
+        for state in FINISHED:
             total = 0
             while batch := queue.clean(older_than_hours * 3_600_000, 1000, state):
                 total += len(batch)
