@@ -269,6 +269,17 @@ def clean_registry(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+def drain_archive() -> int:
+    """Run the recorder until every event stream is read, as `record_jobs` would; how many
+    events that was."""
+    from tasks.recorder import record_events
+
+    total = 0
+    while done := record_events(batch_size=200):
+        total += done
+    return total
+
+
 def wait_for(condition, timeout: float = 30, interval: float = 0.05, message: str = ""):
     """Poll `condition` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout

@@ -14,16 +14,10 @@ from django.utils import timezone
 from tasks import JobFailed, enqueue, get_job
 from tasks.admin_filters import EstimatedCountPaginator
 from tasks.models import JobRecord
-from tasks.recorder import record_events
-from tests.conftest import runs, wait_for
+from tests.conftest import drain_archive, runs, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "/admin/tasks/jobrecord/"
-
-
-def drain() -> None:
-    while record_events(batch_size=200):
-        pass
 
 
 def rows(client, query: str = "") -> list[str]:
@@ -104,7 +98,7 @@ def test_the_detail_page_shows_data_result_error_trace_attempts_and_live_state(
     job = enqueue("t-flaky.default", {"key": key, "fail_times": 1},
                   backoff={"type": "fixed", "delay": 10})  # fmt: skip
     assert job.wait_until_finished(timeout=30) == 2
-    drain()
+    drain_archive()
     row = JobRecord.objects.get(job_id=job.id)
     page = admin_client.get(reverse("admin:tasks_jobrecord_change", args=[row.pk])).content.decode()
     assert key in page  # data
@@ -135,11 +129,11 @@ def act(client, action: str, *records: JobRecord) -> str:
 def test_cancel_removes_waiting_and_delayed_jobs_and_records_them_cancelled(admin_client):
     waiting = enqueue("t-echo.catalog", {})  # no worker consumes catalog here
     delayed = enqueue("t-echo.catalog", {}, delay=60_000)
-    drain()
+    drain_archive()
     page = act(admin_client, "cancel_jobs", *JobRecord.objects.all())
     assert page.count("cancelled before it ran") == 2
     assert get_job("catalog", waiting.id) is None and get_job("catalog", delayed.id) is None
-    drain()  # the recorder's `removed` events do not undo the cancellation
+    drain_archive()  # the recorder's `removed` events do not undo the cancellation
     assert set(JobRecord.objects.values_list("state", flat=True)) == {"cancelled"}
     assert all(r.removed_at for r in JobRecord.objects.all())
 
@@ -149,7 +143,7 @@ def test_a_running_job_cannot_be_cancelled_or_removed(admin_client, start_worker
     start_worker(["cleanup"], concurrency=1)
     job = enqueue("t-sleep.cleanup", {"seconds": 3, "key": key})
     wait_for(lambda: runs(key) == 1)
-    drain()
+    drain_archive()
     record = JobRecord.objects.get(job_id=job.id)
     page = act(admin_client, "cancel_jobs", record)
     assert "cannot be cancelled" in page and "worker holds it" in page
@@ -162,13 +156,13 @@ def test_retry_and_remove_go_through_the_registry(admin_client, worker):
     job = enqueue("t-permanent.default", {})
     with pytest.raises(JobFailed):
         job.wait_until_finished(timeout=30)
-    drain()
+    drain_archive()
     record = JobRecord.objects.get(job_id=job.id)
     page = act(admin_client, "retry_jobs", record)
     assert "sent again with a fresh attempt budget" in page
     with pytest.raises(JobFailed):
         job.wait_until_finished(timeout=30)  # it ran a second time (and failed again)
-    drain()
+    drain_archive()
     assert record.attempts.count() == 2
 
     # The detail page's buttons do the same.

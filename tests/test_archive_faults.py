@@ -13,15 +13,9 @@ from tasks.connection import get_redis
 from tasks.keys import events as events_key
 from tasks.models import ArchiveError, ArchiveGap, JobRecord
 from tasks.recorder import RECORDER_GROUP, record_events, recorder_lag
+from tests.conftest import drain_archive
 
 db = pytest.mark.django_db(transaction=True)
-
-
-def drain() -> int:
-    total = 0
-    while done := record_events(batch_size=200):
-        total += done
-    return total
 
 
 def pending(queue: str) -> int:
@@ -57,7 +51,7 @@ def test_nul_in_data_result_and_failure_reason_is_archived_escaped_and_the_archi
     after = enqueue("t-echo.default", {"value": 1})
     assert after.wait_until_finished(timeout=30) == 1
 
-    assert drain() > 0
+    assert drain_archive() > 0
     escaped = {"text": "a\\u0000b", "key\\u0000": ["\\u0000"]}
     row = JobRecord.objects.get(job_id=echoed.id)
     assert (row.state, row.data, row.returnvalue) == ("completed", {"value": escaped}, escaped)
@@ -120,7 +114,7 @@ def test_an_outage_is_not_a_bad_event_the_batch_waits_for_postgresql(monkeypatch
 def test_events_trimmed_unread_are_a_gap_filled_from_the_registry(worker, caplog):
     first = enqueue("t-echo.default", {"value": 0})
     first.wait_until_finished(timeout=30)
-    drain()  # the recorder has read everything so far; then it stops reading
+    drain_archive()  # the recorder has read everything so far; then it stops reading
     kept = [enqueue("t-echo.default", {"value": i}) for i in range(3)]
     gone = [enqueue("t-echo.default", {"value": i}, remove_on_complete=True) for i in range(2)]
     for job in kept + gone:
@@ -133,7 +127,7 @@ def test_events_trimmed_unread_are_a_gap_filled_from_the_registry(worker, caplog
     client.xtrim(events_key("default"), maxlen=0, approximate=False)
 
     with caplog.at_level(logging.WARNING, logger="jobyard.recorder"):
-        assert drain() == 0  # nothing left on the stream to read
+        assert drain_archive() == 0  # nothing left on the stream to read
     (line,) = logged(caplog, "archive_gap")
     assert line["queue"] == "default" and line["events_lost"] == 16
     assert (line["jobs_recovered"], line["jobs_unrecoverable"]) == (4, 2)
@@ -151,7 +145,7 @@ def test_events_trimmed_unread_are_a_gap_filled_from_the_registry(worker, caplog
     assert recorder_lag()["default"] == 0
     after = enqueue("t-echo.default", {"value": 10})
     after.wait_until_finished(timeout=30)
-    assert drain() == 3
+    assert drain_archive() == 3
     assert JobRecord.objects.get(job_id=after.id).state == "completed"
     assert ArchiveGap.objects.count() == 1 and len(logged(caplog, "archive_gap")) == 1
 
@@ -173,7 +167,7 @@ def test_a_batch_pending_through_an_outage_and_trimmed_meanwhile_is_a_gap(monkey
 
     monkeypatch.undo()
     with caplog.at_level(logging.WARNING, logger="jobyard.recorder"):
-        assert drain() == 1
+        assert drain_archive() == 1
     (line,) = logged(caplog, "archive_gap")
     assert (line["queue"], line["events_lost"], line["jobs_recovered"]) == ("catalog", 3, 4)
     assert {r.job_id for r in JobRecord.objects.all()} == {j.id for j in [*jobs, later]}

@@ -17,17 +17,9 @@ from tasks.connection import get_redis
 from tasks.keys import events as events_key
 from tasks.models import JobRecord
 from tasks.recorder import RECORDER_GROUP, record_events, recorder_lag
-from tests.conftest import BASE_DIR, wait_for
+from tests.conftest import BASE_DIR, drain_archive, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def drain() -> int:
-    """Record until every stream is read; how many events that was."""
-    total = 0
-    while done := record_events(batch_size=200):
-        total += done
-    return total
 
 
 def key() -> str:
@@ -40,7 +32,7 @@ def test_it_archives_a_jobs_life_with_each_attempt(worker):
         "t-flaky.default", {"key": k, "fail_times": 2}, backoff={"type": "fixed", "delay": 10}
     )
     assert job.wait_until_finished(timeout=30) == 3
-    assert drain() > 0
+    assert drain_archive() > 0
 
     row = JobRecord.objects.get(queue="default", job_id=job.id)
     assert (row.name, row.state, row.returnvalue, row.attempts_made) == (
@@ -71,7 +63,7 @@ def test_it_records_a_failure_and_a_retry_from_the_dead_letter_list(worker):
     job = enqueue("t-permanent.default", {})
     with pytest.raises(JobFailed):
         job.wait_until_finished(timeout=30)
-    drain()
+    drain_archive()
     row = JobRecord.objects.get(job_id=job.id)
     assert row.state == "failed" and "PermanentError" in row.failed_reason
     assert [a.outcome for a in row.attempts.all()] == ["failed"]
@@ -79,7 +71,7 @@ def test_it_records_a_failure_and_a_retry_from_the_dead_letter_list(worker):
     job.retry()
     with pytest.raises(JobFailed):
         job.wait_until_finished(timeout=30)
-    drain()
+    drain_archive()
     # Numbering goes on across the retry, though the registry's attemptsMade restarted.
     assert [(a.number, a.outcome) for a in row.attempts.order_by("number")] == [
         (1, "failed"), (2, "failed"),
@@ -89,11 +81,11 @@ def test_it_records_a_failure_and_a_retry_from_the_dead_letter_list(worker):
 def test_it_keeps_jobs_that_left_the_registry(worker):
     # Seen while waiting, then removed on completion: the row keeps name, data and result.
     seen = enqueue("t-sleep.default", {"seconds": 0.3}, remove_on_complete=True)
-    drain()
+    drain_archive()
     assert JobRecord.objects.get(job_id=seen.id).state in ("waiting", "active")
     assert seen.wait_until_finished(timeout=30) == 0.3
     assert get_job("default", seen.id) is None
-    drain()
+    drain_archive()
     row = JobRecord.objects.get(job_id=seen.id)
     assert (row.name, row.data, row.state, row.returnvalue) == (
         "t-sleep.default", {"seconds": 0.3, "key": None}, "completed", 0.3,
@@ -103,16 +95,16 @@ def test_it_keeps_jobs_that_left_the_registry(worker):
     # Never seen in the registry: archived from its events alone.
     unseen = enqueue("t-echo.default", {"value": 7}, remove_on_complete=True)
     assert unseen.wait_until_finished(timeout=30) == 7
-    drain()
+    drain_archive()
     row = JobRecord.objects.get(job_id=unseen.id)
     assert (row.name, row.state, row.returnvalue) == ("", "completed", 7)
     assert [a.outcome for a in row.attempts.all()] == ["completed"]
 
     # Removed: the last known state stays, with the removal's time.
     removed = enqueue("t-echo.default", {"value": 1}, delay=60_000)
-    drain()
+    drain_archive()
     removed.remove()
-    drain()
+    drain_archive()
     row = JobRecord.objects.get(job_id=removed.id)
     assert row.state == "delayed" and row.removed_at is not None
 
@@ -136,7 +128,7 @@ def test_it_applies_an_unacknowledged_batch_again_without_duplicates(worker, mon
     assert pending > 0
     monkeypatch.setattr(archive, "apply", real)
 
-    assert drain() == pending  # the abandoned entries are claimed and applied again
+    assert drain_archive() == pending  # the abandoned entries are claimed and applied again
     assert get_redis().xpending(events_key("default"), RECORDER_GROUP)["pending"] == 0
     row = JobRecord.objects.get(job_id=job.id)
     assert [(a.number, a.outcome) for a in row.attempts.order_by("number")] == [
