@@ -196,8 +196,8 @@ def _take_argv(
 ) -> list[Any]:  # fmt: skip
     limits: list[Any] = []
     for queue in queues:
-        if _rate_limit(queue) != (0, 0):
-            limits += [queue, *_rate_limit(queue)]
+        if (limit := _rate_limit(queue)) != (0, 0):
+            limits += [queue, *limit]
     conf = settings.JOBYARD
     return [
         worker, token, conf["LOCK_DURATION_MS"], _maxlen(), unacked, unacked_index, MAX_POPS,

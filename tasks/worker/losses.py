@@ -26,13 +26,21 @@ from tasks.worker.runner import parse_opts, record_failure
 log = structlog.get_logger("jobyard.jobs")
 
 
+def _live_claim(request: Request) -> dict[str, Any] | None:
+    """The claim `request`'s message carries, unless its loss is recorded already (a time
+    limit, then the process's end); None for a message claimed in the pool process."""
+    if getattr(request, "_jobyard_loss", None):
+        return None
+    return (request.message.headers or {}).get(CLAIM_HEADER)
+
+
 def record_loss(request: Request, reason: str) -> str | None:
     """Record the attempt `request` was running as failed with `reason`; its outcome, or
     None for a message that carries no claim (claimed in the pool process: left to the
     stalled check, which is what happened to every lost job before)."""
-    claim = (request.message.headers or {}).get(CLAIM_HEADER)
-    if not claim or getattr(request, "_jobyard_loss", None):
-        return None  # no claim, or recorded already (a time limit, then the process's end)
+    claim = _live_claim(request)
+    if not claim:
+        return None
     request._jobyard_loss = reason
     declared = get_job_type(request.name)
     fields = {"job_id": request.id, "job_type": declared.name, "queue": declared.queue,
@@ -60,8 +68,7 @@ def held_claims() -> list[tuple[str, str, str]]:
     """(queue, job id, token) of every claimed job this worker holds, running or reserved."""
     held = []
     for request in _requests():
-        claim = (request.message.headers or {}).get(CLAIM_HEADER)
-        if claim and not getattr(request, "_jobyard_loss", None):
+        if claim := _live_claim(request):
             held.append((get_job_type(request.name).queue, request.id, claim["token"]))
     return held
 
