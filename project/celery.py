@@ -8,8 +8,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Job types live in each app's jobs.py (not tasks.py: `tasks` is the platform package).
+# Job types live in each app's jobs.py; plain Celery tasks in its tasks.py, as Celery's own
+# docs place them. Both are imported by every process, so a task sent by the web is known
+# to the workers.
 app.autodiscover_tasks(related_name="jobs")
+app.autodiscover_tasks(related_name="tasks")
 
 
 @signals.setup_logging.connect

@@ -146,6 +146,14 @@ JOBYARD = {
     "RECONCILE_GRACE_MS": env.int(
         "JOBYARD_RECONCILE_GRACE_MS", default=60_000, validate=Range(min=1000)
     ),
+    # A job of a type its worker does not know (a rolling deploy) is handed back, due again
+    # after DELAY (another worker may know it); handed back for over GRACE, it fails.
+    "UNKNOWN_TYPE_DELAY_MS": env.int(
+        "JOBYARD_UNKNOWN_TYPE_DELAY_MS", default=1_000, validate=Range(min=0)
+    ),
+    "UNKNOWN_TYPE_GRACE_MS": env.int(
+        "JOBYARD_UNKNOWN_TYPE_GRACE_MS", default=600_000, validate=Range(min=0)
+    ),
     # How often a worker looks for due delayed jobs at most; it sleeps less when one is due.
     "PROMOTE_INTERVAL_MS": env.int(
         "JOBYARD_PROMOTE_INTERVAL_MS", default=200, validate=Range(min=10, max=5000)
@@ -241,9 +249,16 @@ if REDIS_SENTINELS:
     if _redis_password:
         CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {"password": _redis_password}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# The job registry keeps states and results; Celery's result backend is not used.
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_IGNORE_RESULT = True
+# Celery's result backend: Redis, read through the registry (tasks/results.py), so that
+# AsyncResult(id) answers for every job, whichever way it was sent.
+CELERY_RESULT_BACKEND = (
+    "tasks.results:JobyardBackend+" + CELERY_BROKER_URL.split(";")[0]
+    if not REDIS_SENTINELS
+    else None
+)
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86_400, validate=Range(min=0))
+#: Celery's own consumer with the rolling-deploy hand-back (tasks/worker/consumer.py).
+CELERY_WORKER_CONSUMER = "tasks.worker.consumer:Consumer"
 #: Reuses one Redis client per channel instead of building one per operation.
 CELERY_BROKER_TRANSPORT = "tasks.worker.transport:Transport" if not REDIS_SENTINELS else None
 CELERY_TASK_SERIALIZER = "json"

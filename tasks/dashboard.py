@@ -20,7 +20,7 @@ from typing import Any
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from tasks import all_queue_metrics, get_workers
+from tasks import all_queue_metrics, get_workers, unknown_job_types
 from tasks.metrics import last_day
 
 #: Failure rate over the last hour that marks a queue as failing.
@@ -126,7 +126,7 @@ def dashboard_context() -> dict[str, Any]:
     now_ms = time.time() * 1000
     for w in workers:
         w["heartbeat_age_s"] = max(0, round((now_ms - w["lastHeartbeat"]) / 1000, 1))
-    return {"queues": queues, "workers": workers}
+    return {"queues": queues, "workers": workers, "unknown_types": unknown_job_types()}
 
 
 def _totals(series: list[dict[str, Any]]) -> dict[str, int]:

@@ -7,20 +7,31 @@ Inside `transaction.atomic()` the job is written and sent only once the transact
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
+import structlog
+from celery import current_app
+from celery.utils.time import maybe_make_aware
 from django.db import connection, transaction
+from kombu.utils import json as kombu_json
 
 from tasks import scripts
 from tasks.connection import get_redis
-from tasks.errors import InvalidJobOptions
+from tasks.errors import InvalidJobData, InvalidJobOptions
 from tasks.job import Job, get_job
-from tasks.options import parse_options
-from tasks.registry import dumps, get_job_type
+from tasks.options import ID_PATTERN, parse_options
+from tasks.registry import dumps, find_job_type, get_job_type
+
+log = structlog.get_logger("jobyard.enqueue")
 
 #: Jobs per script call in enqueue_bulk: large enough to amortise the round trip, small
 #: enough not to stall Redis (about 5 ms of script time per chunk).
@@ -130,6 +141,98 @@ def enqueue_bulk(items: Iterable[tuple]) -> list[Job]:
     return result
 
 
+class CeleryMessage(NamedTuple):
+    """A message sent the Celery way, made a registry job by the transport (send.lua)."""
+
+    job: scripts.NewJob
+    #: The message as it goes to the broker (and is kept with the job), JSON.
+    message: str
+
+
+def prepare_message(
+    queue: str, message: dict[str, Any], priority_step: int
+) -> CeleryMessage | None:
+    """The job a Celery task message makes, or None for a message the registry cannot track
+    (not a task message, or a task id the registry's ids cannot be: it is sent untracked).
+
+    A job type's parameters are validated here, whoever sent them (delay(), send_task,
+    Flower): InvalidJobData raises at the sender and nothing is sent. An ETA or countdown
+    becomes the job's durable delay; the message itself then carries none, so the worker
+    that receives it when due runs it at once instead of holding it in memory.
+    """
+    headers = message.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    task_id, name = headers.get("id"), headers.get("task")
+    if not isinstance(task_id, str) or not isinstance(name, str):
+        return None
+    if not _ID.match(task_id):
+        log.warning("task_untracked", task_id=task_id[:200], task=name,
+                    reason="the task id is not a valid job id")  # fmt: skip
+        return None
+    args, kwargs = _arguments(message)
+    declared = find_job_type(name)
+    if declared is not None:
+        if args:
+            raise InvalidJobData(name, [{"field": "(args)", "message": "pass parameters by name"}])
+        data = declared.validate(kwargs if isinstance(kwargs, dict) else None)
+        opts = declared.defaults
+        attempts = opts.attempts or 1
+        timelimit = opts.timelimit()
+        headers["timelimit"] = json.loads(timelimit)
+        stored_opts = opts.model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        data = {"args": args, "kwargs": kwargs}
+        task = current_app.tasks.get(name)
+        retries = getattr(task, "max_retries", None)
+        # Celery decides a plain task's retries; the budget only bounds crash loops (0: none).
+        attempts = retries + 1 if isinstance(retries, int) else 0
+        timelimit = dumps(headers.get("timelimit") or [None, None])
+        stored_opts = {}
+    delay_ms = _delay_ms(headers.get("eta"))
+    if delay_ms > 0:
+        headers["eta"] = None
+    headers["jobyard_job"] = f"{queue}/{task_id}"
+    # publish() in prelude.lua finds the delivery tag at the very end of the message.
+    properties = message.pop("properties")
+    properties["delivery_tag"] = properties.pop("delivery_tag")
+    message["properties"] = properties
+    try:
+        encoded_data = dumps(data)
+    except (TypeError, ValueError):
+        encoded_data = dumps({"unreadable": "arguments the registry cannot show as JSON"})
+    new = scripts.NewJob(task_id, name, encoded_data, dumps(stored_opts), priority_step,
+                         timelimit, delay_ms, attempts)  # fmt: skip
+    return CeleryMessage(new, kombu_json.dumps(message))
+
+
+_ID = re.compile(ID_PATTERN)
+
+
+def _arguments(message: dict[str, Any]) -> tuple[Any, Any]:
+    """A protocol-2 message's (args, kwargs), or (None, None) when they cannot be read."""
+    body = message.get("body")
+    try:
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        if message.get("content-type") != "application/json":
+            return None, None
+        decoded = json.loads(body)
+        return decoded[0], decoded[1]
+    except (TypeError, ValueError, IndexError, KeyError, binascii.Error):
+        return None, None
+
+
+def _delay_ms(eta: Any) -> int:
+    if not eta:
+        return 0
+    try:
+        due = maybe_make_aware(datetime.fromisoformat(eta) if isinstance(eta, str) else eta)
+    except (TypeError, ValueError):
+        return 0
+    return max(0, int((due - datetime.now(UTC)).total_seconds() * 1000))
+
+
 def adopt(name: str, job_id: str, data: dict[str, Any]) -> None:
     """Register a job that arrived the Celery way (`task.delay()`, `send_task`, Flower,
     celery-beat's own scheduler): its message is already in hand, so none is sent."""
@@ -137,4 +240,4 @@ def adopt(name: str, job_id: str, data: dict[str, Any]) -> None:
     _write(prepared.job.queue, [prepared], publish=False)
 
 
-__all__ = ["adopt", "enqueue", "enqueue_bulk"]
+__all__ = ["adopt", "enqueue", "enqueue_bulk", "prepare_message"]

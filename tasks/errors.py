@@ -1,17 +1,31 @@
-"""The platform's errors: each says what is wrong and names the field or option at fault."""
+"""The platform's errors: each says what is wrong and names the field or option at fault.
+
+Each keeps its constructor's arguments as `args` (and its message as str()), so that Celery
+can store one as a task's failure and raise the same error again from AsyncResult.get().
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class JobyardError(Exception):
     """Base class of every error the job platform raises on purpose."""
 
+    def __init__(self, *args: Any, message: str | None = None) -> None:
+        super().__init__(*args)
+        self._message = message
+
+    def __str__(self) -> str:
+        return self._message if self._message is not None else super().__str__()
+
 
 class UnknownJobType(JobyardError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(
-            f"unknown job type {name!r}; known job types: {', '.join(known) or 'none'}"
-        )
+            name, known,
+            message=f"unknown job type {name!r}; known job types: {', '.join(known) or 'none'}",
+        )  # fmt: skip
         self.name = name
         self.known = known
 
@@ -21,7 +35,7 @@ class InvalidJobData(JobyardError, ValueError):
 
     def __init__(self, job_type: str, errors: list[dict[str, str]]) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        super().__init__(f"invalid data for {job_type!r}: {detail}")
+        super().__init__(job_type, errors, message=f"invalid data for {job_type!r}: {detail}")
         self.job_type = job_type
         self.errors = errors
 
@@ -29,13 +43,13 @@ class InvalidJobData(JobyardError, ValueError):
 class InvalidJobOptions(JobyardError, ValueError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        super().__init__(f"invalid job options: {detail}")
+        super().__init__(errors, message=f"invalid job options: {detail}")
         self.errors = errors
 
 
 class UnknownQueue(JobyardError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown queue {name!r}; queues: {', '.join(known)}")
+        super().__init__(name, known, message=f"unknown queue {name!r}; queues: {', '.join(known)}")
         self.name = name
 
 
@@ -48,10 +62,10 @@ class PermanentError(Exception):
 
 
 class JobFailed(JobyardError):
-    """wait_until_finished(): the job failed; `reason` is its failedReason."""
+    """wait_until_finished() or AsyncResult.get(): the job failed; `reason` is its failedReason."""
 
     def __init__(self, job_id: str, reason: str) -> None:
-        super().__init__(f"job {job_id} failed: {reason}")
+        super().__init__(job_id, reason, message=f"job {job_id} failed: {reason}")
         self.job_id = job_id
         self.reason = reason
 

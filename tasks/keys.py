@@ -41,7 +41,11 @@ GLOBAL_KEYS = {
     "lease": "lease:",  # a leader lease (the beat's)
     "api_token": "api:token:",  # a token check cached for the HTTP API, by token hash
     "api_streams": "api:streams:",  # the HTTP API's open event streams, by caller
+    "unknown_types": "unknown-types",  # job types a worker could not run: "worker\ttype" -> ms
 }
+#: Celery's result backend (tasks/results.py) stores a task's result under this prefix and
+#: announces it on the channel of the same name (celery.backends.redis's task_keyprefix).
+RESULT_CHANNEL = "celery-task-meta-"
 
 
 def prefix() -> str:
@@ -97,6 +101,10 @@ def api_token(token_hash: str) -> str:
     return f"{prefix()}{GLOBAL_KEYS['api_token']}{token_hash}"
 
 
+def unknown_types() -> str:
+    return f"{prefix()}{GLOBAL_KEYS['unknown_types']}"
+
+
 def api_streams(caller: str) -> str:
     return f"{prefix()}{GLOBAL_KEYS['api_streams']}{caller}"
 
@@ -132,4 +140,5 @@ def lua_header() -> str:
         f"local STATE_SET = {table(STATE_SET)}\n"
         f"local BROKER_SEP = {broker_sep()!r}\n"
         f"local BELLS_KEPT = {BELLS_KEPT}\n"
+        f"local RESULT_CHANNEL = {RESULT_CHANNEL!r}\n"
     )

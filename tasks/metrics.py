@@ -148,3 +148,24 @@ def last_day(queue: str, hours: int = 24, now: float | None = None) -> list[dict
         for name, value in zip(("completed", "failed", "retried"), values, strict=True):
             bucket[name] += int(value or 0)
     return buckets
+
+
+#: How long a worker's "job type unknown to me" report is shown after it was last made.
+UNKNOWN_TYPE_SHOWN_MS = 5 * 60_000
+
+
+def unknown_job_types() -> list[dict[str, Any]]:
+    """Job types a worker received and could not run lately (a rolling deploy half done):
+    each {worker, jobType, lastSeen ms}; older reports are dropped."""
+    client = get_redis()
+    now_ms = int(time.time() * 1000)
+    found, stale = [], []
+    for field, seen in client.hgetall(keys.unknown_types()).items():
+        worker, _, name = field.decode().partition("\t")
+        if now_ms - int(seen) > UNKNOWN_TYPE_SHOWN_MS:
+            stale.append(field)
+        else:
+            found.append({"worker": worker, "jobType": name, "lastSeen": int(seen)})
+    if stale:
+        client.hdel(keys.unknown_types(), *stale)
+    return sorted(found, key=lambda r: (r["jobType"], r["worker"]))

@@ -7,6 +7,7 @@ drives enqueue validation, routing, the HTTP trigger API, the CLI and the admin 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -152,9 +153,39 @@ def job_type(
         _REGISTRY[name] = declared
         for listener in _LISTENERS:
             listener(declared)
-        return func
+        return JobFunction(func, name)
 
     return decorate
+
+
+class JobFunction:
+    """What @job_type returns: the function itself (calling it calls it, `job` first), and
+    the job type's Celery task for everything else: `resize.delay(width=3)`,
+    `resize.apply_async(kwargs={...}, countdown=5)`, `resize.si(...)` in a chain. Those
+    validate the parameters at the caller and return a JobResult (a Celery AsyncResult
+    whose `.job` is the registry's view of the job)."""
+
+    def __init__(self, func: Callable[..., Any], name: str) -> None:
+        functools.update_wrapper(self, func)
+        self.job_type = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    @property
+    def task(self) -> Any:
+        """The Celery task of this job type (made by tasks.worker.install)."""
+        from celery import current_app
+
+        return current_app.tasks[self.job_type]
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.task, attr)
+
+    def __repr__(self) -> str:
+        return f"<job type {self.job_type!r}: {self.__wrapped__!r}>"
 
 
 def on_declare(listener: Callable[[JobType], None]) -> None:
@@ -173,6 +204,11 @@ def get_job_type(name: str) -> JobType:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownJobType(name, sorted(_REGISTRY)) from None
+
+
+def find_job_type(name: str) -> JobType | None:
+    """Job type `name`, or None: a plain Celery task (or nothing known here)."""
+    return _REGISTRY.get(name)
 
 
 def job_types() -> dict[str, JobType]:

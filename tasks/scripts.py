@@ -84,6 +84,16 @@ def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: An
     return _run("enqueue", queue, _maxlen(), len(jobs), int(publish), *flat, client=client)
 
 
+#: send.lua's answer when the job is running and its attempt sent its own next run.
+RESENT = 4
+
+
+def send(queue: str, job: NewJob, message: str, client: Any = None) -> int:
+    """Create `job` with its Celery `message` (kept with the job) and send it, unless its id
+    exists: a CREATED_AS code, 0 (the id existed) or RESENT (see send.lua)."""
+    return int(_run("send", queue, _maxlen(), *job, message, client=client))
+
+
 class Claim(NamedTuple):
     """What a successful claim answers: the job's stored fields, for the runner."""
 
@@ -141,13 +151,18 @@ def complete(done: Completion) -> bool:
     return bool(_run("complete", *done, _maxlen()))
 
 
+#: fail()'s delay for a plain Celery task's retry: as its own resent message says.
+RETRY_AS_RESENT = -2
+
+
 def fail(
     queue: str, job_id: str, token: str, reason: str, stacktrace: str, retry_in_ms: int,
     keep: int, age_ms: int,
 ) -> str | None:  # fmt: skip
     """Record a failed attempt: 'retrying' or 'failed'; None when the token lost the job.
 
-    `retry_in_ms` -1: no retry, the job fails for good.
+    `retry_in_ms` -1: no retry, the job fails for good; RETRY_AS_RESENT: again when the
+    message the attempt sent for its next run is due (Celery's self.retry), else no retry.
     """
     reply = _run(
         "fail", queue, job_id, token, reason, stacktrace, retry_in_ms, keep, age_ms, _maxlen(),
@@ -159,6 +174,18 @@ def fail(
 def release(queue: str, job_id: str, token: str, broker_list: str, message: str) -> bool:
     """Give back a job claimed but never run, its message to the front of `broker_list`."""
     return bool(_run("release", queue, job_id, token, _maxlen(), broker_list, message))
+
+
+def hand_back(
+    queue: str, job_id: str, token: str, delay_ms: int, reason: str, grace_ms: int = 0,
+    keep: int = -1, age_ms: int = 0,
+) -> str | None:  # fmt: skip
+    """Give a claimed job back unrun, due again in `delay_ms`, no attempt counted: 'waiting'
+    or 'delayed'; 'failed' once handed back for over `grace_ms`; None if the lock was lost."""
+    reply = _run(
+        "hand_back", queue, job_id, token, _maxlen(), delay_ms, reason, grace_ms, keep, age_ms
+    )
+    return _text(reply) if reply else None
 
 
 def extend_locks(held: Sequence[tuple[str, str, str]]) -> list[str]:

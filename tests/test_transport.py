@@ -264,10 +264,10 @@ def test_a_claim_held_too_long_before_it_runs_is_checked_first():
     claim = {**claim_header(token, "node@host:1", taken.claim), "takenAt": time.time() - lock_s}
     # Its lock went to another consumer meanwhile (it was found stalled and taken again).
     get_redis().set(keys.lock(QUEUE, job.id), "someone-else")
-    assert execute(declared, job.id, "node@host:2", claim) == "lost"
+    assert execute(declared, job.id, "node@host:2", claim).outcome == "lost"
     assert get_job(QUEUE, job.id).state == "active"  # untouched: not run here
     get_redis().set(keys.lock(QUEUE, job.id), token)
-    assert execute(declared, job.id, "node@host:2", claim) == "completed"
+    assert execute(declared, job.id, "node@host:2", claim).outcome == "completed"
     assert get_job(QUEUE, job.id).returnvalue == "ran"
 
 
@@ -297,13 +297,13 @@ def test_the_runner_claims_a_job_itself_when_its_message_carries_no_claim():
 
     declared = get_job_type(f"t-echo.{QUEUE}")
     job = enqueue(declared.name, {"value": "here"})
-    assert execute(declared, job.id, "node@host:3") == "completed"
+    assert execute(declared, job.id, "node@host:3").outcome == "completed"
     done = get_job(QUEUE, job.id)
     assert (done.returnvalue, done.attempts_made, done.worker) == ("here", 1, "node@host:3")
-    assert execute(declared, job.id, "node@host:3") == "skip"  # a second copy does not run
+    assert execute(declared, job.id, "node@host:3").outcome == "skip"  # a second copy does not run
     Queue(QUEUE).pause()
     paused = enqueue(declared.name, {"value": "later"})
-    assert execute(declared, paused.id, "node@host:3") == "paused"
+    assert execute(declared, paused.id, "node@host:3").outcome == "paused"
 
 
 def test_an_idle_consumer_never_takes_a_message_outside_take_lua():

@@ -38,11 +38,20 @@ end
 
 local function publish(p, q, id)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'name', 'priority', 'tl')
+  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg')
   local step = tonumber(f[2]) or 0
   local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   local list = q
   if step > 0 then list = q .. BROKER_SEP .. step end
+  if f[4] then
+    -- A job sent the Celery way (send.lua): its own message, canvas and all, under a fresh
+    -- delivery tag (a worker may still hold the earlier copy's). kombu's json writes the
+    -- tag last in the message, and a quote inside a value is escaped: one match.
+    local msg = string.gsub(f[4], '"delivery_tag": "[^"]*"}}$', '"delivery_tag": "' .. tag .. '"}}')
+    redis.call('LPUSH', list, msg)
+    ring(p, q)
+    return
+  end
   redis.call('LPUSH', list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
     '"content-type": "application/json", "headers": {"lang": "py", "task": "' .. f[1] ..
     '", "id": "' .. id .. '", "shadow": null, "eta": null, "expires": null, "group": null, ' ..
@@ -126,7 +135,7 @@ local function end_attempt(p, q, id, token)
   local took = now - tonumber(f[3])
   redis.call('ZREM', skey(p, q, 'active'), id)
   redis.call('DEL', qkey(p, q, 'lock', id))
-  redis.call('HDEL', k, 'token')
+  redis.call('HDEL', k, 'token', 'resent', 'resentDue', 'handedBackSince')
   count_minute(p, q, now, 'ms', took)
   sample(p, q, 'durations', took)
   return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1)
@@ -167,8 +176,10 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
   end
   redis.call('ZREM', skey(p, q, 'wait'), id)
   local started = redis.call('HINCRBY', k, 'attemptsStarted', 1)
-  local budget = (tonumber(f[6]) or 1) + max_stalled
-  if started > budget then
+  -- attempts 0: a plain Celery task retrying without a limit (Celery counts its retries).
+  local attempts = tonumber(f[6]) or 1
+  local budget = attempts + max_stalled
+  if attempts > 0 and started > budget then
     local reason = 'started ' .. (started - 1) .. ' times, the most its attempts (' .. f[6] ..
                    ') and stalls allowed (' .. max_stalled .. ') permit'
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
@@ -194,6 +205,14 @@ local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
   redis.call('ZADD', skey(p, q, 'completed'), now, id)
   count_minute(p, q, now, 'completed', 1)
   emit(p, q, maxlen, 'completed', id, 'returnvalue', returnvalue)
+  -- A job enqueued the registry's way stores no Celery result (its message says
+  -- ignore_result): tell a Celery client waiting on AsyncResult(id).get() through the
+  -- result backend's channel. A job sent the Celery way has its result stored by Celery.
+  if redis.call('HEXISTS', k, 'msg') == 0 then
+    redis.call('PUBLISH', RESULT_CHANNEL .. id, '{"status": "SUCCESS", "result": ' ..
+               returnvalue .. ', "traceback": null, "children": [], "date_done": null, ' ..
+               '"task_id": "' .. id .. '"}')
+  end
   trim(p, q, 'completed', id, keep, age, now)
   return 1
 end

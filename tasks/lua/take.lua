@@ -59,12 +59,16 @@ for _ = 1, max_pops do
   local popped = redis.call('LMPOP', unpack(lmpop))
   if not popped then return {done} end
   local list, raw = popped[1], popped[2][1]
-  -- A job's message (built by publish() in prelude.lua, or re-sent by kombu's json, which
-  -- writes the same separators) is read without decoding it: quotes inside JSON strings
-  -- are escaped, so these patterns cannot match inside a value.
-  local q = string.find(raw, '"origin": "jobyard"', 1, true) and
-            string.match(raw, '"routing_key": "([^"]*)"')
-  local id = q and string.match(raw, '"id": "([^"]*)"')
+  -- A job's message (built by publish() in prelude.lua, or sent the Celery way through
+  -- Jobyard's transport, which marks it `jobyard_job: queue/id`; kombu's json writes the
+  -- same separators) is read without decoding it: quotes inside JSON strings are escaped,
+  -- so these patterns cannot match inside a value.
+  local q, id = string.match(raw, '"jobyard_job": "([^"/]*)/([^"]*)"')
+  if not q then
+    q = string.find(raw, '"origin": "jobyard"', 1, true) and
+        string.match(raw, '"routing_key": "([^"]*)"')
+    id = q and string.match(raw, '"id": "([^"]*)"')
+  end
   if not id then return as_celery(list, raw, decode(raw)) end
   local limit = limits[q] or {0, 0}
   local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2],
@@ -76,7 +80,7 @@ for _ = 1, max_pops do
     -- No such job: make sure the match was the top-level header before dropping it.
     local message = decode(raw)
     local headers = type(message) == 'table' and message.headers
-    if type(headers) ~= 'table' or headers.origin ~= 'jobyard' then
+    if type(headers) ~= 'table' or (headers.origin ~= 'jobyard' and not headers.jobyard_job) then
       return as_celery(list, raw, message)
     end
   end

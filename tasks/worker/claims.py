@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from time import time
 from typing import Any
 
@@ -27,6 +28,23 @@ ORIGIN = "jobyard"
 log = structlog.get_logger("jobyard.jobs")
 
 _node_name: str | None = None
+
+
+#: The header marking a message sent the Celery way as registry job `queue/id` (send.lua).
+JOB_HEADER = "jobyard_job"
+
+
+def job_address(headers: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(queue, job id) of the registry job a message carries, from its headers (or a Celery
+    request's fields, which hold them), or None for a message no transport registered."""
+    marked = headers.get(JOB_HEADER)
+    if isinstance(marked, str) and "/" in marked:
+        queue, _, job_id = marked.partition("/")
+        return queue, job_id
+    if headers.get("origin") == ORIGIN:
+        info = headers.get("delivery_info") or {}
+        return info.get("routing_key"), headers.get("id")
+    return None
 
 
 def set_node_name(name: str) -> None:

@@ -19,9 +19,9 @@ from celery.exceptions import TimeLimitExceeded
 from celery.worker import state
 from celery.worker.request import Request
 
-from tasks.registry import get_job_type
-from tasks.worker.claims import CLAIM_HEADER
-from tasks.worker.runner import parse_opts, record_failure
+from tasks.registry import find_job_type
+from tasks.worker.claims import CLAIM_HEADER, job_address
+from tasks.worker.runner import parse_opts, record_failure, retry_delay
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -39,16 +39,16 @@ def record_loss(request: Request, reason: str) -> str | None:
     None for a message that carries no claim (claimed in the pool process: left to the
     stalled check, which is what happened to every lost job before)."""
     claim = _live_claim(request)
-    if not claim:
+    declared = find_job_type(request.name)
+    if not claim or declared is None:  # a plain task's loss is Celery's to handle
         return None
     request._jobyard_loss = reason
-    declared = get_job_type(request.name)
     fields = {"job_id": request.id, "job_type": declared.name, "queue": declared.queue,
               "attempt": claim["attemptsMade"] + 1}  # fmt: skip
     try:
-        return record_failure(
-            declared.queue, claim["token"], parse_opts(claim["opts"]), reason, "", False, fields
-        )
+        job_opts = parse_opts(claim["opts"])
+        delay = retry_delay(job_opts, fields["attempt"], permanent=False)
+        return record_failure(declared.queue, claim["token"], job_opts, reason, "", delay, fields)
     except Exception:  # Redis away: the lock expires and the stalled check takes over
         log.warning("job_loss_not_recorded", **fields, reason=reason, exc_info=True)
         return None
@@ -68,8 +68,11 @@ def held_claims() -> list[tuple[str, str, str]]:
     """(queue, job id, token) of every claimed job this worker holds, running or reserved."""
     held = []
     for request in _requests():
-        if claim := _live_claim(request):
-            held.append((get_job_type(request.name).queue, request.id, claim["token"]))
+        claim = _live_claim(request)
+        address = claim and job_address({**request.message.headers,
+                                         "delivery_info": request.delivery_info})  # fmt: skip
+        if address:
+            held.append((*address, claim["token"]))
     return held
 
 

@@ -3,8 +3,8 @@
 The worker's consumer (transport.py) claims a job as it pops its message and hands
 the claim over in a header; a message that came another way is claimed here (claim.lua).
 The outcome is written back in one script (complete or fail), which is also the message's
-ack. Celery's own retry, ETA and result machinery are not used: the message only says
-"job X is due".
+ack, and Celery is told the same outcome (JobTask): the registry decides retries and delays,
+Celery records the task's state, result and signals as it always does.
 """
 
 from __future__ import annotations
@@ -14,52 +14,125 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from billiard.common import terminate_handler_fired
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task, shared_task
+from celery.exceptions import Ignore, Retry
+from celery.result import AsyncResult
 from django.conf import settings
 
 from tasks import scripts
 from tasks.enqueue import adopt
-from tasks.errors import InvalidJobData, JobyardError, PermanentError
-from tasks.job import Job
+from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError
+from tasks.job import Job, get_job
 from tasks.options import JobOptions
 from tasks.registry import JobType, dumps, get_job_type
-from tasks.worker.claims import CLAIM_HEADER, ORIGIN, claim, completions, worker_name
+from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
 
 log = structlog.get_logger("jobyard.jobs")
 
 
 class JobTask(Task):
-    """The Celery task class of every job type: a thin entry point into `execute`."""
+    """The Celery task class of every job type: a thin entry point into `execute`.
+
+    Celery sees each attempt as it ended: a success returns the job's value (stored as the
+    task's result, passed along a chain), a failure raises the job's exception (FAILURE:
+    task_failure, link_error, a chain stops), a failure with a retry ahead raises Retry
+    (RETRY: task_retry; the registry sends the job again when due), a copy that must not
+    run is ignored (IGNORED).
+    """
 
     typing = False
     acks_late = True
     reject_on_worker_lost = True
+    #: Results of jobs sent the Celery way (delay(), canvas) are stored; a job enqueued the
+    #: registry's way says ignore_result in its message: its result lives in the registry.
+    ignore_result = False
     #: Records a run its pool process did not live to record (see losses.py).
     Request = "tasks.worker.losses:JobRequest"
 
-    def run_job(self, args: tuple, kwargs: dict[str, Any]) -> None:
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's apply_async, with the job type's parameters validated first: bad ones
+        raise InvalidJobData here, at the caller, and nothing is sent."""
+        if args:
+            raise InvalidJobData(self.name, [_POSITIONAL])
+        get_job_type(self.name).validate(kwargs)
+        return super().apply_async(args, kwargs, **options)
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> JobResult:  # noqa: N802 (Celery's)
+        return JobResult(task_id, backend=self.backend, task_name=self.name, app=self._get_app(),
+                         queue=get_job_type(self.name).queue, **kwargs)  # fmt: skip
+
+    def run_job(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         declared = get_job_type(self.name)
-        if self.request.origin != ORIGIN:
-            # Sent the Celery way (delay(), send_task, Flower, beat): no job exists yet.
-            try:
-                if args:
-                    raise InvalidJobData(
-                        declared.name, [{"field": "(args)", "message": "pass parameters by name"}]
-                    )
-                adopt(declared.name, self.request.id, kwargs)
-            except JobyardError as exc:
-                log.error(
-                    "job_rejected", job_id=self.request.id, job_type=declared.name, reason=str(exc)
-                )
-                return
+        worker = worker_name(self.request.hostname)
         claimed = getattr(self.request, CLAIM_HEADER, None)
-        execute(declared, self.request.id, worker_name(self.request.hostname), claimed)
+        if claimed is None and job_address(vars(self.request)) is None:
+            # A message no transport registered (written to Redis by another tool): the job
+            # is made now, or recorded failed with the reason it cannot run.
+            adopt_message(declared, self.request.id, args, kwargs, worker)
+        attempt = execute(declared, self.request.id, worker, claimed)
+        if attempt.outcome == "completed":
+            return attempt.value
+        if attempt.outcome == "failed" and attempt.error is not None:
+            raise attempt.error
+        if attempt.outcome == "retrying":
+            raise Retry(str(attempt.error), exc=attempt.error, when=attempt.retry_in_ms / 1000)
+        raise Ignore()  # not run here: lost, a duplicate copy, paused, over the rate limit
+
+
+_POSITIONAL = {"field": "(args)", "message": "pass parameters by name"}
+
+
+class JobResult(AsyncResult):
+    """What a job type's delay() returns: Celery's AsyncResult of the job's task, and `.job`,
+    the registry's view of the job (state, progress, attempts), read on each access."""
+
+    def __init__(self, task_id: str, *args: Any, queue: str, **kwargs: Any) -> None:
+        super().__init__(task_id, *args, **kwargs)
+        self.job_queue = queue
+
+    @property
+    def job(self) -> Job | None:
+        return get_job(self.job_queue, self.id)
+
+
+def adopt_message(
+    declared: JobType, job_id: str, args: tuple, kwargs: dict[str, Any], worker: str
+) -> None:
+    """Register a job whose message came by no registering transport, or record it failed
+    with the reason it cannot run (positional or invalid parameters) and raise that."""
+    try:
+        if args:
+            raise InvalidJobData(declared.name, [_POSITIONAL])
+        adopt(declared.name, job_id, kwargs)
+    except JobyardError as exc:
+        record_unrunnable(declared.queue, job_id, declared.name, {"args": args, "kwargs": kwargs},
+                          worker, str(exc))  # fmt: skip
+        raise
+
+
+def record_unrunnable(
+    queue: str, job_id: str, name: str, data: Any, worker: str, reason: str
+) -> None:
+    """A message no worker can run (bad parameters, an unreadable body) becomes a failed job
+    whose reason names the cause: seen in the admin and the API, never silently dropped."""
+    try:
+        encoded = dumps(data)
+    except (TypeError, ValueError):
+        encoded = dumps({"unreadable": repr(data)[:1000]})
+    new = scripts.NewJob(job_id, name, encoded, "{}", 4, "[null, null]", 0, 1)
+    scripts.enqueue(queue, [new], publish=False)
+    token = uuid.uuid4().hex
+    if isinstance(scripts.claim(queue, job_id, worker, token), scripts.Claim):
+        keep, age = JobOptions().retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+        scripts.fail(queue, job_id, token, reason, "", -1, keep, age)
+    log.error("job_rejected", job_id=job_id, job_type=name, queue=queue, reason=reason)
 
 
 def install_task(declared: JobType) -> None:
@@ -69,10 +142,10 @@ def install_task(declared: JobType) -> None:
     the registry itself knows nothing of Celery's worker side.
     """
 
-    def run_job(self: JobTask, *args: Any, **kwargs: Any) -> None:
-        self.run_job(args, kwargs)
+    def run_job(self: JobTask, *args: Any, **kwargs: Any) -> Any:
+        return self.run_job(args, kwargs)
 
-    shared_task(name=declared.name, base=JobTask, bind=True, ignore_result=True)(run_job)
+    shared_task(name=declared.name, base=JobTask, bind=True)(run_job)
 
 
 @lru_cache(maxsize=1024)
@@ -108,21 +181,29 @@ def _claim(declared: JobType, job_id: str, worker: str) -> dict[str, Any] | str:
     return claimed.outcome
 
 
+class Attempt(NamedTuple):
+    """How one attempt ended: completed, retrying, failed, lost (the lock went to another
+    worker meanwhile), or why it did not run: missing, skip, paused, limited, exhausted."""
+
+    outcome: str
+    #: The job's return value (completed).
+    value: Any = None
+    #: What made it fail (retrying, failed).
+    error: BaseException | None = None
+    retry_in_ms: int = -1
+
+
 def execute(
     declared: JobType, job_id: str, worker: str, claimed: dict[str, Any] | None = None
-) -> str:
-    """Run one attempt of `job_id`, claimed by the consumer (`claimed`) or claimed here.
-
-    Returns what happened: completed, retrying, failed, lost (the lock went to another
-    worker meanwhile), or why it did not run: missing, skip, paused, limited.
-    """
+) -> Attempt:
+    """Run one attempt of `job_id`, claimed by the consumer (`claimed`) or claimed here."""
     conf = settings.JOBYARD
     queue = declared.queue
     queue_conf = settings.JOBYARD_QUEUES[queue]
     if claimed is None:
         claim = _claim(declared, job_id, worker)
         if isinstance(claim, str):
-            return claim
+            return Attempt(claim)
         claimed = claim
     # Held in this worker's buffer for a third of its lock (a prefetch above one): the
     # lock may have expired and the job run elsewhere. Renew it, or leave the job be.
@@ -130,7 +211,7 @@ def execute(
         scripts.extend_locks([(queue, job_id, claimed["token"])])
     ):
         log.warning("job_lock_lost", job_id=job_id, job_type=declared.name, queue=queue)
-        return "lost"
+        return Attempt("lost")
     token, opts = claimed["token"], claimed["opts"]
     job_opts = parse_opts(opts)
     job = Job(
@@ -144,10 +225,11 @@ def execute(
     _locks.hold(queue, job_id, token)
     started = time.monotonic()
     reason: str | None = None
+    error: BaseException | None = None
     try:
         value = declared.func(job, **job.data)
-    except SoftTimeLimitExceeded:
-        reason, permanent = f"timed out after {job_opts.timeout} ms", False
+    except SoftTimeLimitExceeded as exc:
+        reason, permanent, error = f"timed out after {job_opts.timeout} ms", False, exc
         stack = traceback.format_exc()
     # A job's sys.exit() or KeyboardInterrupt ends its attempt, not the pool process; but a
     # SystemExit raised by the pool's own termination (a cold shutdown) must end the process.
@@ -157,11 +239,14 @@ def execute(
         reason = describe(exc)
         permanent = isinstance(exc, (PermanentError, *declared.throws))
         stack = traceback.format_exc()
+        # Celery is handed an Exception: a job's SystemExit must not end the pool process.
+        error = exc if isinstance(exc, Exception) else JobFailed(job_id, reason)
     else:
         try:
             returnvalue = dumps(value)
         except (TypeError, ValueError) as exc:  # no retry makes it JSON
             reason, permanent, stack = f"return value is not JSON: {exc}", True, ""
+            error = JobFailed(job_id, reason)
     finally:
         _locks.release(queue, job_id)
     duration_ms = round((time.monotonic() - started) * 1000, 3)
@@ -170,31 +255,32 @@ def execute(
         keep, age = job_opts.retention(True, queue_conf["keep_completed"])
         done = scripts.Completion(queue, job_id, token, returnvalue, keep, age)
         if completions.defer(done, {**fields, "duration_ms": duration_ms}):
-            return "completed"  # written (and logged) by the consumer's next take
+            return Attempt("completed", value)  # written (and logged) by the next take
         if not scripts.complete(done):
             log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
-            return "lost"
+            return Attempt("lost")
         log.info("job_complete", **fields, duration_ms=duration_ms)
-        return "completed"
+        return Attempt("completed", value)
 
     fields["duration_ms"] = duration_ms
-    return record_failure(queue, token, job_opts, reason, stack, permanent, fields)
+    delay = retry_delay(job_opts, attempt, permanent)
+    outcome = record_failure(queue, token, job_opts, reason, stack, delay, fields)
+    return Attempt(outcome, error=error, retry_in_ms=delay)
 
 
 def record_failure(
-    queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, permanent: bool,
+    queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, delay: int,
     fields: dict[str, Any],
 ) -> str:  # fmt: skip
-    """Record a failed attempt (fields name the job and attempt): 'retrying' or 'failed'
-    per the job's policy, or 'lost' when `token` no longer holds the job."""
-    delay = retry_delay(job_opts, fields["attempt"], permanent)
+    """Record a failed attempt (fields name the job and attempt): 'retrying' in `delay` ms,
+    'failed' (delay -1), or 'lost' when `token` no longer holds the job."""
     keep, age = job_opts.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
     outcome = scripts.fail(queue, fields["job_id"], token, reason, stack, delay, keep, age)
     if outcome is None:
         log.warning("job_lock_lost", **fields, reason=reason)
         return "lost"
     log.warning(
-        "job_failed", **fields, reason=reason, permanent=permanent, outcome=outcome,
+        "job_failed", **fields, reason=reason, outcome=outcome,
         retry_in_ms=delay if delay >= 0 else None,
     )  # fmt: skip
     return outcome

@@ -40,6 +40,7 @@ from time import monotonic
 from typing import Any
 
 import structlog
+from django.conf import settings
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -47,6 +48,7 @@ from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
 from tasks import keys, scripts
+from tasks.enqueue import prepare_message
 from tasks.worker.claims import CLAIM_HEADER, claim_header, completions, worker_name  # fmt: skip
 
 log = structlog.get_logger("jobyard.transport")
@@ -306,8 +308,22 @@ class Channel(kombu_redis.Channel):
             log.warning("complete_failed", exc_info=True)
         super().close()
 
+    #: Each message is sent by its own script (send.lua): kombu's publish batches, which
+    #: buffer plain LPUSHes in a pipeline, would bypass it.
+    supports_batch_publish = False
+
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        """A message sent the Celery way also rings its queue's bell (see the module doc)."""
+        """A task sent the Celery way becomes a registry job as it is sent (send.lua): the
+        job and its message are written in one step, a delay waits in the registry, not
+        in a worker. Other messages (a queue outside JOBYARD_QUEUES, a reply) are sent as
+        kombu sends them, and ring their queue's bell (see the module doc)."""
+        if queue in settings.JOBYARD_QUEUES and not self.global_keyprefix:
+            pri = self._get_message_priority(message, reverse=False)
+            prepared = prepare_message(queue, message, self.priority(pri))
+            if prepared is not None:
+                with self.conn_or_acquire() as client:
+                    scripts.send(queue, prepared.job, prepared.message, client=client)
+                return
         if self.global_keyprefix or kwargs.get("_publish_batch") is not None:
             super()._put(queue, message, **kwargs)
             if batch := kwargs.get("_publish_batch"):
