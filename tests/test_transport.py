@@ -15,6 +15,7 @@ from queue import Empty
 
 import pytest
 from django.conf import settings
+from kombu import Connection
 
 from project.celery import app
 from tasks import Queue, enqueue, enqueue_bulk, get_job, keys, scripts
@@ -103,10 +104,22 @@ def test_take_stops_after_max_pops_of_copies_and_leaves_the_rest():
     assert get_job(QUEUE, job.id).state == "active"
 
 
-def test_take_gives_a_celery_message_the_unacked_entry_kombu_would_write():
+def test_a_task_sent_the_celery_way_is_a_job_from_the_moment_it_is_sent():
     result = app.send_task(f"t-echo.{QUEUE}", kwargs={"value": 5})
+    assert get_job(QUEUE, result.id).state == "waiting"
     _, taken = take()
-    assert taken.claim is None  # a Celery message: no job to claim yet
+    assert taken.claim is not None and taken.claim.data == '{"value":5}'
+    assert get_job(QUEUE, result.id).state == "active"
+    assert get_redis().hlen("unacked") == 0  # the job's lock stands for kombu's entry
+
+
+def test_take_gives_a_foreign_message_the_unacked_entry_kombu_would_write():
+    """A message no registering transport sent (a stock kombu producer): no job to claim."""
+    options = app.conf.broker_transport_options
+    with Connection(app.conf.broker_url, transport="redis", transport_options=options) as conn:
+        result = app.send_task(f"t-echo.{QUEUE}", kwargs={"value": 5}, producer=conn.Producer())
+    _, taken = take()
+    assert taken.claim is None  # no job to claim yet
     message = json.loads(taken.message)
     assert message["headers"]["id"] == result.id
     tag = message["properties"]["delivery_tag"]
