@@ -132,6 +132,12 @@ def test_group_and_chord_results(worker) -> None:
     joined = chord(plain.note.si(key, i) for i in range(20))(plain.total.s())
     assert joined.get(timeout=60) == sum(range(20))
     assert runs(key) == 20
+    assert plain.add.starmap([(1, 2), (3, 4)]).delay().get(timeout=30) == [3, 7]
+    chunked = plain.add.chunks([(i, i) for i in range(6)], 3).group().apply_async()
+    assert chunked.get(timeout=30) == [[0, 2, 4], [6, 8, 10]]
+    linked = plain.add.apply_async((1, 1), link=plain.add.s(10, key=key))
+    assert linked.get(timeout=30) == 2
+    wait_for(lambda: runs(key) == 21, message="the link ran")
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import structlog
+from celery import signals
 from celery.worker.consumer import Consumer as CeleryConsumer
 from django.conf import settings
 
@@ -73,6 +74,7 @@ class Consumer(CeleryConsumer):
             if outcome == "failed":
                 log.error("job_failed", job_id=job_id, job_type=name, queue=queue, reason=reason)
         message.ack()
+        signals.task_unknown.send(sender=self, message=message, exc=exc, name=name, id=job_id)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         """A message Celery cannot read as a task (a malformed body): a registry job it
