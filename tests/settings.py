@@ -21,3 +21,29 @@ from project.settings import *  # noqa: E402, F403
 from project.settings import INSTALLED_APPS  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.jobapp"]
+
+# CELERY_BEAT_SCHEDULE, as a project would write it: tests/test_beat_config.py starts beats
+# with JOBYARD_TEST_BEAT_SCHEDULE=<name> to pick one; other processes see none.
+from datetime import timedelta  # noqa: E402
+
+from celery.schedules import crontab, schedule  # noqa: E402
+
+_BEAT_SCHEDULES = {
+    "fire": {
+        # A job type, every second (a number of seconds), with a Celery priority and a job option.
+        "cfg-job": {"task": "t-record.email", "schedule": 1.0, "kwargs": {"key": "cfg-job"},
+                    "options": {"priority": 2, "attempts": 1}},
+        # A plain Celery task, every second (a timedelta), sent with Celery's options.
+        "cfg-plain": {"task": "jobapp.plain-record", "schedule": timedelta(seconds=1),
+                      "args": ["cfg-plain", 7], "kwargs": {"colour": "red"},
+                      "options": {"queue": "reports", "priority": 3, "expires": 30}},
+        "cfg-cron": {"task": "t-echo.email", "schedule": crontab(minute="0", hour="4"),
+                     "kwargs": {"value": 1}},
+        "cfg-every": {"task": "t-echo.email", "schedule": schedule(timedelta(minutes=5))},
+    },
+    "refused": {
+        "cfg-unknown": {"task": "jobapp.no-such-task", "schedule": 10},
+        "cfg-countdown": {"task": "ping", "schedule": 10, "options": {"countdown": 5}},
+    },
+}  # fmt: skip
+CELERY_BEAT_SCHEDULE = _BEAT_SCHEDULES.get(os.environ.get("JOBYARD_TEST_BEAT_SCHEDULE", ""), {})

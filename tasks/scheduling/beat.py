@@ -3,6 +3,10 @@
 Schedules are django-celery-beat's rows in PostgreSQL (edited in the admin); this class
 replaces only the loop that fires them: a leader lease in Redis so one beat fires at a
 time, and tasks.scheduling.firing for exactly-once runs, misfires and DST.
+
+CELERY_BEAT_SCHEDULE (`app.conf.beat_schedule`) is one more way in, never ignored: its
+entries are checked when the beat starts (a bad one stops it, with the reason) and
+installed as database schedules by the first beat that leads (tasks/scheduling/config.py).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from redis.exceptions import RedisError
 
 from tasks import scripts
 from tasks.connection import process_name
+from tasks.scheduling.config import BeatEntry, install_beat_schedule, read_beat_schedule
 from tasks.scheduling.firing import fire_due
 
 log = structlog.get_logger("jobyard.beat")
@@ -36,10 +41,15 @@ class JobyardScheduler(Scheduler):
         # host:pid, told apart from an earlier beat that had the same pid.
         self.owner = f"{process_name()}:{uuid.uuid4().hex[:6]}"
         self.leading = False
+        #: CELERY_BEAT_SCHEDULE's entries, until they are installed in the database.
+        self.pending: list[BeatEntry] = []
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
-        """No in-memory entries: the database is read on every step."""
+        """No in-memory entries: the database is read on every step. CELERY_BEAT_SCHEDULE
+        is checked here, so that a bad entry stops the beat at start with its reason
+        (ImproperlyConfigured), and installed once this beat leads."""
+        self.pending = read_beat_schedule(self.app.conf.beat_schedule or {})
 
     def sync(self) -> None:
         """Nothing to write back: every fired run is recorded when it fires."""
@@ -61,6 +71,10 @@ class JobyardScheduler(Scheduler):
             if not leading:
                 return min(1.0, lease / 3000)
             close_old_connections()
+            if self.pending:
+                created, updated, kept = install_beat_schedule(self.pending)
+                log.info("beat_schedule_installed", created=created, updated=updated, kept=kept)
+                self.pending = []
             # Never sleep past a third of the lease: the lease must be renewed in time.
             return min(fire_due(), lease / 3000)
         except (DatabaseError, RedisError) as exc:

@@ -15,6 +15,12 @@ for long: a previous run that has not started within JOBYARD_SCHEDULE_STUCK_MS (
 message, a paused queue, a queue no worker serves) is stuck, and the schedule fires again
 (logged as schedule_previous_run_stuck). A previous run that no longer exists never blocks.
 
+What a row says is what fires (service.plan_for / target_of): a job type's run is enqueued
+as a Jobyard job (priority mapped 0..9 -> 1..10); a plain Celery task is sent as
+django-celery-beat sends it (args, kwargs, queue / exchange / routing key, priority,
+expires, headers), with the run's id as its task id. Nothing fires before the start time;
+at the expiry date the schedule is disabled; a one-off is disabled once it has fired.
+
 Isolation: each schedule is one step of its own. Anything one raises (a pattern of an old
 row that never fires, a bug) is logged as schedule_broken and recorded as the schedule's
 last_error; the other schedules fire on time and the beat goes on. Only the loss of the
@@ -23,7 +29,6 @@ database or of Redis ends the step early (the beat retries it: tasks/scheduling/
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,8 +44,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tasks.enqueue import enqueue
 from tasks.errors import JobyardError
 from tasks.job import get_job
-from tasks.registry import get_job_type
-from tasks.scheduling.service import describe_error, fingerprint, plan_for, run_job_id
+from tasks.scheduling.service import (
+    describe_error,
+    fingerprint,
+    first_due_after,
+    plan_for,
+    run_job_id,
+    target_of,
+)
 
 log = structlog.get_logger("jobyard.beat")
 #: Job states in which the previous run has not started: the next one is not piled on.
@@ -74,8 +85,15 @@ def fire_due(now: datetime | None = None) -> float:
 
 def _step(task: Any, now: datetime) -> datetime | None:
     """Fire schedule `task` if a run is due; return its next run (None: nothing to wait for)."""
+    from django_celery_beat.models import PeriodicTask
+
     from tasks.scheduling.models import JobSchedule
 
+    if task.expires is not None and now >= task.expires:
+        # As django-celery-beat does: an expired schedule is disabled, not fired.
+        PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
+        log.info("schedule_expired", key=task.name, expires=task.expires.isoformat())
+        return None
     extra = getattr(task, "jobyard", None)
     if extra is None:
         # Created in the admin without Jobyard's row: start from now, no backfill.
@@ -100,9 +118,11 @@ def _step(task: Any, now: datetime) -> datetime | None:
         _record_error(extra, problem)
         return None
     due = pattern.latest_at_or_before(now)
+    if due is not None and task.start_time is not None and due < task.start_time:
+        due = None  # nothing fires before the start time
     if due is not None and (extra.last_tick is None or due > extra.last_tick):
         _fire(task, extra, due, now)
-    return pattern.next_after(now)
+    return first_due_after(task, pattern, now)
 
 
 def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
@@ -118,9 +138,15 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
         log.info("schedule_run_skipped", key=key, due=due.isoformat(), reason="missed")
         handled.update(last_tick=due)
         return
+    try:
+        target = target_of(task, extra)
+    except (JobyardError, ValueError) as exc:  # a row edited outside the admin's checks
+        _run_failed(extra, due, exc)
+        return
     if extra.last_job_id:
-        declared = get_job_type(task.task) if task.task else None
-        previous = get_job(declared.queue, extra.last_job_id) if declared else None
+        # A plain task's run is found under its queue and task id once the transport
+        # registers it; until then it is not found, and never blocks.
+        previous = get_job(target.queue, extra.last_job_id)
         if previous is not None and previous.state in NOT_STARTED:
             waited_ms = _not_started_for_ms(previous)
             if waited_ms < settings.JOBYARD["SCHEDULE_STUCK_MS"]:
@@ -131,21 +157,34 @@ def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
             log.warning("schedule_previous_run_stuck", key=key, job_id=previous.id,
                         state=previous.state, waited_ms=waited_ms, due=due.isoformat())  # fmt: skip
     job_id = run_job_id(key, due)
-    try:
-        job = enqueue(task.task, json.loads(task.kwargs or "{}"),
-                      **{**extra.options, "job_id": job_id, "schedule": key})  # fmt: skip
-    except (JobyardError, ValueError) as exc:  # bad parameters edited in the admin
-        _record_error(extra, str(exc))
-        handled.update(last_tick=due)
-        log.error("schedule_run_failed", key=key, due=due.isoformat(), error=str(exc))
-        return
-    handled.update(last_tick=due, last_job_id=job.id, last_error="")
+    if target.declared is None:
+        # The exactly-once run id is the task id: a run sent twice is one task.
+        target.celery_task.apply_async(target.args, target.kwargs, task_id=job_id, **target.options)
+    else:
+        try:
+            job_id = enqueue(target.name, target.kwargs,
+                             **{**target.options, "job_id": job_id, "schedule": key}).id  # fmt: skip
+        except (JobyardError, ValueError) as exc:  # bad parameters edited in the admin
+            _run_failed(extra, due, exc)
+            return
+    handled.update(last_tick=due, last_job_id=job_id, last_error="")
     updates: dict[str, Any] = {"last_run_at": now, "total_run_count": F("total_run_count") + 1}
-    if task.one_off:
+    if task.one_off:  # fires once, then is disabled (as django-celery-beat does)
         updates["enabled"] = False
     # update(), not save(): save() would mark every schedule changed for other beats.
     PeriodicTask.objects.filter(pk=task.pk).update(**updates)
-    log.info("schedule_fired", key=key, job_id=job.id, due=due.isoformat(), late=late)
+    log.info("schedule_fired", key=key, job_id=job_id, task=target.name, queue=target.queue,
+             due=due.isoformat(), late=late)  # fmt: skip
+
+
+def _run_failed(extra: Any, due: datetime, exc: Exception) -> None:
+    """The run due at `due` cannot be sent as the row stands: recorded, not retried."""
+    from tasks.scheduling.models import JobSchedule
+
+    _record_error(extra, str(exc))
+    JobSchedule.objects.filter(pk=extra.pk).update(last_tick=due)
+    log.error("schedule_run_failed", key=extra.periodic_task.name, due=due.isoformat(),
+              error=str(exc))  # fmt: skip
 
 
 def _not_started_for_ms(job: Any) -> int:
