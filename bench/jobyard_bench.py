@@ -26,6 +26,8 @@ from tasks.connection import get_redis
 
 QUEUE = "default"
 NOOP, STAMP = "bench-noop", "bench-stamp"
+#: bench/tasks.py: a plain @shared_task, tracked by the registry as it is sent.
+PLAIN = "bench.plain_noop"
 APP_MODULE = "project"
 
 
@@ -137,6 +139,39 @@ def drain(
     counts = tasks.Queue(QUEUE).counts()
     if counts["waiting"] or counts["active"] or counts["failed"]:
         raise RuntimeError(f"jobyard: drained with {counts}")
+    return {**figures, **memory}
+
+
+def plain_prefill(r: redis.Redis, n: int, chunk: int = 1000) -> dict[str, float]:
+    """N plain Celery tasks sent as a Celery user sends them (groups of `chunk`), each a
+    registry job as it is sent; memory they take in Redis."""
+    from celery import current_app, group
+
+    warm_up(r)
+    before = common.used_memory(r)
+    sig = current_app.tasks[PLAIN].s()
+    for i in range(0, n, chunk):
+        group([sig.clone() for _ in range(min(chunk, n - i))]).apply_async()
+    _check_waiting(r, n)
+    return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
+
+
+def plain_drain(
+    r: redis.Redis, n: int, worker_args: Sequence[str], workers: int = 1, timeout: float = 600
+) -> dict[str, float]:
+    """The drain of N tracked plain Celery tasks (bench/tasks.py): drained = N completions
+    in the registry's statistics AND lists AND `unacked` empty."""
+    memory = plain_prefill(r, n)
+    first_minute = int(time.time() // 60)
+    spawned = time.perf_counter()
+    procs = common.start_workers(APP_MODULE, QUEUE, worker_args, worker_env(), workers, tag="jyp")
+    try:
+        figures = common.wait_drained(probe(r, n, first_minute), n, procs, spawned, timeout, r)
+    finally:
+        common.stop_workers(procs)
+    counts = tasks.Queue(QUEUE).counts()
+    if counts["waiting"] or counts["active"] or counts["failed"]:
+        raise RuntimeError(f"jobyard plain tasks: drained with {counts}")
     return {**figures, **memory}
 
 

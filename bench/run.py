@@ -303,7 +303,7 @@ def drains(args, r, n, cel, jy, common, step, bull) -> dict[str, Any]:
     ):
         if args.drains and variant not in args.drains.split(","):
             continue
-        runs: dict[str, list[Any]] = {"celery": [], "jobyard": []}
+        runs: dict[str, list[Any]] = {"celery": [], "jobyard": [], "jobyard_plain": []}
         for i in range(args.rounds):
             tag = f"#{i + 1}" if args.rounds > 1 else ""
             runs["celery"].append(
@@ -314,6 +314,11 @@ def drains(args, r, n, cel, jy, common, step, bull) -> dict[str, Any]:
             )
             runs["jobyard"].append(step(f"drain-{variant}/jobyard{tag}",
                                         lambda a=worker_args, c=count: jy.drain(r, n, a, c)))  # fmt: skip
+            # The same plain Celery task, sent and run through Jobyard: tracked as a job.
+            runs["jobyard_plain"].append(step(
+                f"drain-{variant}/jobyard-plain{tag}",
+                lambda a=worker_args, c=count: jy.plain_drain(r, n, a, c),
+            ))  # fmt: skip
         out[variant] = {name: _best(results) for name, results in runs.items()}
     if not args.no_diagnostics and "prefork_c2" in out:
         out["prefork_c2"]["jobyard_task_events_on"] = step(
@@ -435,6 +440,11 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = j / c if c and j else None
         add(f"c) drain {variant}: Jobyard / Celery", ratio, f">= {TARGETS['drain_ratio']}",
             None if ratio is None else ratio >= TARGETS["drain_ratio"])  # fmt: skip
+        p = _get(out, "drain", variant, "jobyard_plain", "jobs_per_s")
+        ratio = p / c if c and p else None
+        add(f"c) drain {variant}: tracked plain task / Celery", ratio,
+            f">= {TARGETS['drain_ratio']}",
+            None if ratio is None else ratio >= TARGETS["drain_ratio"])  # fmt: skip
     c50, j50 = _get(out, "latency_ms", "celery", "p50"), _get(out, "latency_ms", "jobyard", "p50")
     delta = j50 - c50 if c50 is not None and j50 is not None else None
     add("d) latency p50: Jobyard - Celery (ms)", delta,
@@ -496,6 +506,8 @@ def table(out: dict[str, Any]) -> str:
             _get(j, "worker_cpu_us_per_job"), None)  # fmt: skip
         row("   redis CPU us/job", _get(c, "redis_cpu_us_per_job"),
             _get(j, "redis_cpu_us_per_job"), None)  # fmt: skip
+        row(f"c) drain {label}, plain task tracked, jobs/s", None,
+            _get(d, variant, "jobyard_plain", "jobs_per_s"), None)  # fmt: skip
     v = _get(d, "prefork_c2", "jobyard_task_events_on")
     if v:
         row("c) drain prefork -c 2, Jobyard, task events on", None, v["jobs_per_s"], None)

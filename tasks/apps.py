@@ -12,5 +12,7 @@ class TasksConfig(AppConfig):
 
         install()
 
-        # Every process (web, worker, beat, shell) knows every job type, not only workers.
-        autodiscover_modules("jobs")
+        # Every process (web, worker, beat, shell) knows every job type and every plain
+        # Celery task (an app's tasks.py), not only workers: a sender validates what it
+        # sends and knows a task's retry budget.
+        autodiscover_modules("jobs", "tasks")

@@ -21,9 +21,8 @@ from django.conf import settings
 
 from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.options import JobOptions
 from tasks.worker.claims import CLAIM_HEADER, claim, job_address, worker_name
-from tasks.worker.runner import record_unrunnable
+from tasks.worker.runner import PLAIN_OPTIONS, record_unrunnable
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -60,7 +59,7 @@ class Consumer(CeleryConsumer):
             message.ack()
             return
         conf = settings.JOBYARD
-        keep, age = JobOptions().retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+        keep, age = PLAIN_OPTIONS.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
         reason = (f"job type {name!r} is unknown to the workers that received it (last: "
                   f"{worker}) for over {conf['UNKNOWN_TYPE_GRACE_MS'] / 1000:g} s")  # fmt: skip
         try:
@@ -84,7 +83,9 @@ class Consumer(CeleryConsumer):
         claimed = headers.get(CLAIM_HEADER)
         if address is not None and claimed:
             queue, job_id = address
-            keep, age = JobOptions().retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+            keep, age = PLAIN_OPTIONS.retention(
+                False, settings.JOBYARD_QUEUES[queue]["keep_failed"]
+            )
             reason = f"invalid task message: {exc}"
             try:
                 scripts.fail(queue, job_id, claimed["token"], reason, "", -1, keep, age)

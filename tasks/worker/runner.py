@@ -35,6 +35,8 @@ from tasks.registry import JobType, dumps, get_job_type
 from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
 
 log = structlog.get_logger("jobyard.jobs")
+#: The options of a job that has none of its own (a plain Celery task): the queue's retention.
+PLAIN_OPTIONS = JobOptions()
 
 
 class JobTask(Task):
@@ -130,7 +132,7 @@ def record_unrunnable(
     scripts.enqueue(queue, [new], publish=False)
     token = uuid.uuid4().hex
     if isinstance(scripts.claim(queue, job_id, worker, token), scripts.Claim):
-        keep, age = JobOptions().retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+        keep, age = PLAIN_OPTIONS.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
         scripts.fail(queue, job_id, token, reason, "", -1, keep, age)
     log.error("job_rejected", job_id=job_id, job_type=name, queue=queue, reason=reason)
 

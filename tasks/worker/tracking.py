@@ -32,10 +32,9 @@ from django.conf import settings
 
 from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.options import JobOptions
 from tasks.registry import dumps
 from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
-from tasks.worker.runner import JobTask, _locks, describe
+from tasks.worker.runner import PLAIN_OPTIONS, JobTask, _locks, describe
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -112,7 +111,7 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
     queue, token = tracked.queue, tracked.token
     queue_conf = settings.JOBYARD_QUEUES[queue]
     if state == states.SUCCESS:
-        keep, age = JobOptions().retention(True, queue_conf["keep_completed"])
+        keep, age = PLAIN_OPTIONS.retention(True, queue_conf["keep_completed"])
         done = scripts.Completion(queue, job_id, token, _json(value), keep, age)
         if completions.defer(done, fields):
             return "completed"
@@ -125,7 +124,7 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
     if state == states.IGNORED and get_redis().hexists(keys.job(queue, job_id), "resent"):
         return _hand_back(queue, job_id, token, "replaced", fields)
     if state == states.IGNORED:  # the task keeps its own state: the registry records done
-        keep, age = JobOptions().retention(True, queue_conf["keep_completed"])
+        keep, age = PLAIN_OPTIONS.retention(True, queue_conf["keep_completed"])
         done = scripts.Completion(queue, job_id, token, "null", keep, age)
         return "completed" if scripts.complete(done) else "lost"
     if state == states.REJECTED and isinstance(value, Reject) and value.requeue:
@@ -136,7 +135,7 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
 
 def _fail(queue: str, job_id: str, token: str, reason: str, stack: str, delay: int,
           fields: dict[str, Any]) -> str:  # fmt: skip
-    keep, age = JobOptions().retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
+    keep, age = PLAIN_OPTIONS.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
     outcome = scripts.fail(queue, job_id, token, reason, stack, delay, keep, age)
     if outcome is None:
         log.warning("job_lock_lost", **fields, reason=reason)
