@@ -61,7 +61,7 @@ class WorkerProcess:
 
     def __init__(self, queues: list[str], concurrency: int = 2, pool: str = "prefork",
                  env: dict[str, str] | None = None, output: Path | None = None,
-                 loglevel: str | None = "INFO") -> None:  # fmt: skip
+                 loglevel: str | None = "INFO", args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.name = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
         self.queues = queues
         self.concurrency = concurrency
@@ -69,6 +69,7 @@ class WorkerProcess:
         self.extra_env = env or {}
         self.output = output
         self.loglevel = loglevel
+        self.args = args  # more of `celery worker`'s options: ("-E",) sends task events
         self.process: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> WorkerProcess:
@@ -83,7 +84,7 @@ class WorkerProcess:
             [sys.executable, "-m", "celery", "-A", "project", "worker", "-n", self.name,
              "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
              "--without-gossip", "--without-mingle",
-             *(["-l", self.loglevel] if self.loglevel else [])],
+             *(["-l", self.loglevel] if self.loglevel else []), *self.args],
             cwd=BASE_DIR, env=env, start_new_session=True,
             stdout=self.output.open("ab") if self.output else None,
             stderr=subprocess.STDOUT if self.output else None,
@@ -191,8 +192,9 @@ def start_worker(django_db_setup) -> Iterator:
 
     def start(queues: list[str], concurrency: int = 2, pool: str = "prefork",
               env: dict[str, str] | None = None, wait: bool = True,
-              output: Path | None = None, loglevel: str | None = "INFO") -> WorkerProcess:  # fmt: skip
-        proc = WorkerProcess(queues, concurrency, pool, env, output, loglevel)
+              output: Path | None = None, loglevel: str | None = "INFO",
+              args: tuple[str, ...] = ()) -> WorkerProcess:  # fmt: skip
+        proc = WorkerProcess(queues, concurrency, pool, env, output, loglevel, args)
         started.append(proc)
         return proc.start(wait=wait)
 
