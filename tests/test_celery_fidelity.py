@@ -247,3 +247,20 @@ def test_celery_signals_count_what_the_registry_counts(start_worker) -> None:
     assert final_failures == 3 and len(failures) == 3
     assert failures == {r.id for r in failing}
     assert len(retried) == retries == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_gone_from_the_registry_answers_from_the_archive(worker) -> None:
+    """Retention removed the job (and Celery stored no result for it): the archive's final
+    state, not PENDING and not an AttributeError."""
+    from tasks import enqueue
+
+    job = enqueue("t-typed", {"count": 2})
+    assert job.wait_until_finished(30)["count"] == 2
+    drain_archive()
+    get_job("default", job.id).remove()
+    drain_archive()
+    assert get_job("default", job.id) is None
+    result = app.AsyncResult(job.id)
+    assert result.state == "SUCCESS"
+    assert result.get(timeout=5) == {"count": 2, "label": "x", "ratio": 0.5}
