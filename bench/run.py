@@ -409,8 +409,17 @@ def profiles(args, r, cel, jy, profiling, step) -> dict[str, Any]:
             pdir / "worker_jobyard_solo.prof", extra,
         )  # fmt: skip
 
+    def jobyard_plain_worker() -> dict:
+        jy.plain_prefill(r, wn)
+        poll = jy.probe(r, wn, int(time.time() // 60))
+        return profiling.profile_worker(
+            jy.APP_MODULE, jy.QUEUE, jy.worker_env(), lambda: poll()[1], wn,
+            pdir / "worker_jobyard_plain_solo.prof", extra,
+        )  # fmt: skip
+
     result["worker_celery_solo"] = step("profile/worker-celery", celery_worker)
     result["worker_jobyard_solo"] = step("profile/worker-jobyard", jobyard_worker)
+    result["worker_jobyard_plain_solo"] = step("profile/worker-jobyard-plain", jobyard_plain_worker)
     return result
 
 
