@@ -9,19 +9,18 @@ for either. Only pure tests can run without bin/test's servers:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+
+from tasks.testing import WorkerProcess, child_environment, clear_registry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,73 +55,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             )
 
 
-class WorkerProcess:
-    """`celery -A project worker` as a child process, stopped by its pid."""
-
-    def __init__(self, queues: list[str], concurrency: int = 2, pool: str = "prefork",
-                 env: dict[str, str] | None = None, output: Path | None = None,
-                 loglevel: str | None = "INFO", args: tuple[str, ...] = ()) -> None:  # fmt: skip
-        self.name = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
-        self.queues = queues
-        self.concurrency = concurrency
-        self.pool = pool
-        self.extra_env = env or {}
-        self.output = output
-        self.loglevel = loglevel
-        self.args = args  # more of `celery worker`'s options: ("-E",) sends task events
-        self.process: subprocess.Popen | None = None
-
-    def start(self, wait: bool = True) -> WorkerProcess:
-        db = settings.DATABASES["default"]
-        env = {
-            **os.environ,
-            # The test database pytest-django created, so the worker sees committed rows.
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            **self.extra_env,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", "-n", self.name,
-             "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
-             "--without-gossip", "--without-mingle",
-             *(["-l", self.loglevel] if self.loglevel else []), *self.args],
-            cwd=BASE_DIR, env=env, start_new_session=True,
-            stdout=self.output.open("ab") if self.output else None,
-            stderr=subprocess.STDOUT if self.output else None,
-        )  # fmt: skip
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        from project.celery import app
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process and self.process.poll() is None, "worker exited during start-up"
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return
-        raise TimeoutError(f"worker {self.name} not ready within {timeout} s")
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool children at once, as a crashed host would."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        if self.process:
-            # Pool children of a SIGKILLed main process are ours too: end them by group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
 class BeatProcess:
     """`celery -A project beat` with Jobyard's scheduler, as a child process."""
 
@@ -132,12 +64,7 @@ class BeatProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> BeatProcess:
-        db = settings.DATABASES["default"]
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            **self.extra_env,
-        }
+        env = child_environment(self.extra_env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", "beat", "-S",
              "tasks.scheduling.beat:JobyardScheduler", "--pidfile=", "-l", "INFO"],
@@ -180,7 +107,7 @@ SHARED_QUEUES = ["default", "email", "reports"]
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker) -> Iterator[WorkerProcess]:
     """One worker on the shared queues, for the tests that only need jobs to run."""
-    proc = WorkerProcess(SHARED_QUEUES).start()
+    proc = WorkerProcess(SHARED_QUEUES, cwd=BASE_DIR).start()
     yield proc
     proc.stop()
 
@@ -194,7 +121,7 @@ def start_worker(django_db_setup) -> Iterator:
               env: dict[str, str] | None = None, wait: bool = True,
               output: Path | None = None, loglevel: str | None = "INFO",
               args: tuple[str, ...] = ()) -> WorkerProcess:  # fmt: skip
-        proc = WorkerProcess(queues, concurrency, pool, env, output, loglevel, args)
+        proc = WorkerProcess(queues, concurrency, pool, env, output, loglevel, args, cwd=BASE_DIR)
         started.append(proc)
         return proc.start(wait=wait)
 
@@ -253,21 +180,8 @@ def clean_registry(request: pytest.FixtureRequest) -> Iterator[None]:
     if is_pure(request.node):
         yield
         return
-    from tasks import keys as registry_keys
-    from tasks.connection import get_redis
-
-    client = get_redis()
     # Live workers' heartbeats stay: wiping them would hide the shared worker for a beat.
-    heartbeats = (registry_keys.workers().encode(), registry_keys.worker("").encode())
-    keys = [
-        k
-        for k in client.scan_iter(f"{registry_keys.prefix()}*", count=1000)
-        if not k.startswith(heartbeats)
-    ]
-    for queue in settings.JOBYARD_QUEUES:
-        keys += registry_keys.broker_lists(queue)
-    if keys:
-        client.delete(*keys)
+    clear_registry(keep_workers=True)
     yield
 
 

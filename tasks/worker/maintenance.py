@@ -148,6 +148,28 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
     _maintenance.start()
 
 
+@signals.worker_init.connect
+def _follow_embedded_workers(**kwargs: Any) -> None:
+    """celery.contrib.testing's embedded worker (celery.contrib.pytest's `celery_worker`)
+    sends no worker_ready nor worker_shutdown: run the loop from when it says it has started
+    to when it has stopped, or its retries and countdowns, kept as durable delays, would
+    never come due."""
+    from celery.contrib.testing.worker import test_worker_started, test_worker_stopped
+
+    test_worker_started.connect(_start_embedded, dispatch_uid="jobyard-maintenance")
+    test_worker_stopped.connect(_stop_embedded, dispatch_uid="jobyard-maintenance")
+
+
+def _start_embedded(worker: Any = None, consumer: Any = None, **kwargs: Any) -> None:
+    _start_maintenance(sender=consumer)
+    worker.jobyard_maintenance = _maintenance  # a session's worker and a test's may overlap
+
+
+def _stop_embedded(worker: Any = None, **kwargs: Any) -> None:
+    if (running := getattr(worker, "jobyard_maintenance", None)) is not None:
+        running.stop()
+
+
 @signals.worker_shutting_down.connect
 def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
     grace = settings.JOBYARD["SHUTDOWN_GRACE_S"]
