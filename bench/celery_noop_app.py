@@ -21,7 +21,12 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = "bench"
 
 
-def make_app(transport: str | None = None, name: str = "bench_celery") -> Celery:
+#: Named by path: in a process that imported `project` (bench/run.py does), redis:// means
+#: Jobyard's transport (project/broker.py), and the baseline must stay stock kombu.
+STOCK_KOMBU = "kombu.transport.redis:Transport"
+
+
+def make_app(transport: str = STOCK_KOMBU, name: str = "bench_celery") -> Celery:
     """The baseline app; `transport` (a kombu transport path) only for the profile step."""
     app = Celery(name, broker=REDIS_URL, set_as_current=False)
     app.conf.update(

@@ -9,8 +9,9 @@ command starts (bin/run). With DEBUG off, SECRET_KEY and ALLOWED_HOSTS have no d
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from environs import Env, EnvValidationError
@@ -27,6 +28,8 @@ def _as_str(url: object) -> str:
 
 #: Collect every bad variable, then report them together (env.seal() below).
 env = Env(eager=False, expand_vars=False)
+#: Problems environs cannot see (a rate limit's syntax, a missing file), reported with its.
+_invalid: list[str] = []
 
 #: Local development services started by bin/run (see project/localdev.py).
 DEV_POSTGRES_PORT = 54329
@@ -60,24 +63,106 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_password = env.str("REDIS_PASSWORD", default="")
 _redis_db = env.int("REDIS_DB", default=0, validate=Range(min=0, max=15))
+_redis_tls = env.bool("REDIS_TLS", default=False)
 if "REDIS_URL" in os.environ:
     # The parts are not read: Kubernetes injects REDIS_PORT=tcp://... for a Service "redis".
-    REDIS_URL = _as_str(
-        env.url("REDIS_URL", schemes={"redis", "rediss", "unix"}, require_tld=False)
-    )
+    if os.environ["REDIS_URL"].startswith("unix:///"):  # a socket's path; no host to check
+        REDIS_URL = env.str("REDIS_URL")
+    else:
+        REDIS_URL = _as_str(env.url("REDIS_URL", schemes={"redis", "rediss"}, require_tld=False))
+    if _redis_tls and REDIS_URL.startswith("redis://"):  # REDIS_TLS=true turns TLS on
+        REDIS_URL = "rediss://" + REDIS_URL.removeprefix("redis://")
 else:
     _redis_host = env.str("REDIS_HOST", default="127.0.0.1")
     _redis_port = env.int("REDIS_PORT", default=DEV_REDIS_PORT, validate=Range(min=1, max=65535))
-    _redis_tls = env.bool("REDIS_TLS", default=False)
     _auth = f":{quote(_redis_password, safe='')}@" if _redis_password else ""
     _scheme = "rediss" if _redis_tls else "redis"
     REDIS_URL = f"{_scheme}://{_auth}{_redis_host}:{_redis_port}/{_redis_db}"
-#: "host:port,host:port"; when set, clients ask these sentinels for REDIS_SENTINEL_MASTER.
+
+#: REDIS_URL's parts, as every client reads them: the registry (tasks/connection.py), the
+#: broker (CELERY_BROKER_URL) and the result backend use the same server, database,
+#: credentials and TLS. The database is the path (/3); for unix:// the query's db (?db=3).
+_redis = urlsplit(REDIS_URL)
+_redis_query = parse_qs(_redis.query)
+_redis_userinfo = _redis.netloc.rpartition("@")[0]  # "user:password", still URL-quoted
+_redis_db_text = (
+    _redis_query.get("db", ["0"])[0] if _redis.scheme == "unix" else _redis.path.strip("/")
+) or "0"
+REDIS_DB = int(_redis_db_text) if _redis_db_text.isdigit() else 0
+if _redis.scheme and not _redis_db_text.isdigit():
+    _invalid.append(f"REDIS_URL: the database must be a number, not {_redis_db_text!r}")
+if _redis.scheme in ("redis", "rediss") and _redis.query:
+    _invalid.append(
+        "REDIS_URL: no query string; the database goes in the path (/3), TLS options in"
+        " REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE, REDIS_TLS_CERT_REQS"
+    )
+#: TLS for every Redis connection: a rediss:// REDIS_URL, or REDIS_TLS=true.
+REDIS_TLS = _redis.scheme == "rediss"
+
+
+def _tls_file(variable: str) -> str | None:
+    path = env.str(variable, default="")
+    if path and not Path(path).is_file():
+        _invalid.append(f"{variable}: no such file: {path}")
+    return path or None
+
+
+#: PEM files: the CA that signed the server's certificate (the system's CAs when unset), and
+#: this client's certificate and key for servers that check clients (tls-auth-clients yes).
+REDIS_TLS_CA_FILE = _tls_file("REDIS_TLS_CA_FILE")
+REDIS_TLS_CERT_FILE = _tls_file("REDIS_TLS_CERT_FILE")
+REDIS_TLS_KEY_FILE = _tls_file("REDIS_TLS_KEY_FILE")
+#: `none` accepts any server certificate (a PaaS Redis with a self-signed one): encrypted,
+#: but not authenticated. `required` (the default) checks it and the host name.
+_tls_cert_reqs = env.str(
+    "REDIS_TLS_CERT_REQS", default="required", validate=OneOf(["required", "optional", "none"])
+)
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+_tls_options: dict = {"ssl_cert_reqs": _CERT_REQS.get(_tls_cert_reqs, ssl.CERT_REQUIRED)}
+if _tls_options["ssl_cert_reqs"] != ssl.CERT_REQUIRED:
+    _tls_options["ssl_check_hostname"] = False
+for _key, _path in (
+    ("ssl_ca_certs", REDIS_TLS_CA_FILE),
+    ("ssl_certfile", REDIS_TLS_CERT_FILE),
+    ("ssl_keyfile", REDIS_TLS_KEY_FILE),
+):
+    if _path:
+        _tls_options[_key] = _path
+if REDIS_TLS_KEY_FILE and not REDIS_TLS_CERT_FILE:
+    _invalid.append("REDIS_TLS_KEY_FILE: set without REDIS_TLS_CERT_FILE")
+#: redis-py's TLS options (ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile), one dict
+#: for the registry, the broker (broker_use_ssl) and the result backend
+#: (redis_backend_use_ssl); None without TLS.
+REDIS_SSL: dict | None = dict(_tls_options) if REDIS_TLS else None
+
+#: "host:port,host:port"; when set, clients ask these sentinels for REDIS_SENTINEL_MASTER,
+#: and connect to it with REDIS_URL's credentials, database and TLS (its host is not used).
 REDIS_SENTINELS = [
     (host, int(port))
     for host, _, port in (item.rpartition(":") for item in env.list("REDIS_SENTINELS", default=[]))
 ]
 REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+#: The sentinels' own password (their requirepass): by default the master's; set it empty
+#: for sentinels that have none. Their TLS: by default the master's.
+_sentinel_password = env.str(
+    "REDIS_SENTINEL_PASSWORD", default=unquote(_redis.password or "") if _redis.scheme else ""
+)
+_sentinel_tls = env.bool("REDIS_SENTINEL_TLS", default=REDIS_TLS)
+#: How every client reaches the sentinels themselves (redis-py's `sentinel_kwargs`).
+REDIS_SENTINEL_KWARGS: dict = {"socket_timeout": 2, "socket_connect_timeout": 2}
+if _sentinel_password:
+    REDIS_SENTINEL_KWARGS["password"] = _sentinel_password
+if _sentinel_tls:
+    REDIS_SENTINEL_KWARGS.update(ssl=True, **_tls_options)
+if REDIS_SENTINELS and _redis.scheme == "unix":
+    _invalid.append("REDIS_SENTINELS: the master is reached over TCP; REDIS_URL is unix://")
+if any((REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE)) and not (
+    REDIS_TLS or (REDIS_SENTINELS and _sentinel_tls)
+):
+    _invalid.append(
+        "REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE: set, but TLS is off"
+        " (use a rediss:// REDIS_URL or REDIS_TLS=true)"
+    )
 
 # --- Queues: the one place queue names and their defaults live -----------------------
 
@@ -92,7 +177,6 @@ _QUEUE_DEFAULT_CONCURRENCY = {
     "catalog": 1,
 }
 _RATE_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_invalid: list[str] = []
 
 
 def _rate_limit(variable: str) -> tuple[int, int] | None:
@@ -228,7 +312,11 @@ JOBYARD_API = {
 
 # --- Celery (CELERY_ namespace, read by project/celery.py) ----------------------------
 
+#: The broker is Redis to every tool (Flower, `celery inspect`, kombu): redis://, rediss://
+#: or sentinel://, which mean Jobyard's transport in every process (project/broker.py).
 CELERY_BROKER_URL = REDIS_URL
+if _redis.scheme == "unix":  # kombu's spelling of a socket; the database as virtual_host
+    CELERY_BROKER_URL = f"redis+socket://{_redis.path}?virtual_host={REDIS_DB}"
 #: Why 3600 s: the visibility timeout only matters for a message whose worker died before
 #: acking it. Delays never sit unacked in a worker (no ETA/countdown), so the timeout is a
 #: backstop, not a scheduler: it must exceed the longest job (else a running job's message
@@ -243,24 +331,39 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "priority_steps": list(range(10)),
     "sep": ":",
 }
+#: TLS (CA, client certificate and key) for the broker and the result backend alike.
+CELERY_BROKER_USE_SSL = REDIS_SSL
+CELERY_REDIS_BACKEND_USE_SSL = REDIS_SSL
+#: With Sentinel, the broker and a Redis result backend find the master through the same
+#: sentinels, with the same options: a `sentinel://` URL per sentinel carrying the master's
+#: credentials and database (as Celery's SentinelBackend reads it too), and master_name.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict = {}
 if REDIS_SENTINELS:
-    CELERY_BROKER_URL = ";".join(f"sentinel://{h}:{p}/{_redis_db}" for h, p in REDIS_SENTINELS)
-    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
-    if _redis_password:
-        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {"password": _redis_password}
+    _master_auth = f"{_redis_userinfo}@" if _redis_userinfo else ""
+    CELERY_BROKER_URL = ";".join(
+        f"sentinel://{_master_auth}{host}:{port}/{REDIS_DB}" for host, port in REDIS_SENTINELS
+    )
+    _sentinel_options = {
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": REDIS_SENTINEL_KWARGS,
+    }
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(_sentinel_options)
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS.update(_sentinel_options)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's result backend: Redis, read through the registry (tasks/results.py), so that
-# AsyncResult(id) answers for every job, whichever way it was sent.
-CELERY_RESULT_BACKEND = (
-    "tasks.results:JobyardBackend+" + CELERY_BROKER_URL.split(";")[0]
-    if not REDIS_SENTINELS
-    else None
-)
+# AsyncResult(id) answers for every job, whichever way it was sent. The broker's server,
+# database, credentials and TLS (CELERY_REDIS_BACKEND_USE_SSL); with Sentinel, its sentinels.
+if REDIS_SENTINELS:
+    CELERY_RESULT_BACKEND = "tasks.results:JobyardSentinelBackend+" + CELERY_BROKER_URL
+elif _redis.scheme == "unix":  # Celery's spelling of a socket
+    CELERY_RESULT_BACKEND = (
+        f"tasks.results:JobyardBackend+socket://{_redis.path}?virtual_host={REDIS_DB}"
+    )
+else:
+    CELERY_RESULT_BACKEND = "tasks.results:JobyardBackend+" + REDIS_URL
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=86_400, validate=Range(min=0))
 #: Celery's own consumer with the rolling-deploy hand-back (tasks/worker/consumer.py).
 CELERY_WORKER_CONSUMER = "tasks.worker.consumer:Consumer"
-#: Reuses one Redis client per channel instead of building one per operation.
-CELERY_BROKER_TRANSPORT = "tasks.worker.transport:Transport" if not REDIS_SENTINELS else None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

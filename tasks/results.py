@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import states
-from celery.backends.redis import RedisBackend, ResultConsumer
+from celery.backends.redis import RedisBackend, ResultConsumer, SentinelBackend
 
 from tasks import keys
 from tasks.connection import get_redis
@@ -147,3 +147,9 @@ class JobyardBackend(RedisBackend):
                 return {**meta, "status": states.STARTED}
             return meta_from_job(job)
         return meta_from_archive(task_id) or meta
+
+
+class JobyardSentinelBackend(JobyardBackend, SentinelBackend):
+    """JobyardBackend on the master the sentinels name: the broker's `sentinel://` URLs (the
+    master's password and database in each) and result_backend_transport_options
+    (master_name, the sentinels' own options), as Celery's SentinelBackend reads them."""

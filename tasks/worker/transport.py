@@ -24,6 +24,10 @@ event loop (`conn_or_acquire`); with redis-py 8 that constructor is about a fift
 CPU on each side. The pool underneath is already shared, so one client per channel is
 equivalent and safe.
 
+`Transport` serves redis:// and rediss:// URLs, `SentinelTransport` sentinel:// ones (kombu's
+master discovery around the same consumer); project/broker.py maps the schemes to them. A
+broker `global_keyprefix` is refused when a channel opens (GLOBAL_KEYPREFIX_REFUSED).
+
 kombu's private members this module relies on, checked against kombu 5.x (pyproject pins
 the range; tests/test_transport.py exercises each): Channel._brpop_start / _brpop_read /
 _in_poll / _brpop_sent_at / _flush_brpop_reauth / _queue_cycle / _q_for_pri /
@@ -41,6 +45,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -52,6 +57,15 @@ from tasks.enqueue import prepare_message
 from tasks.worker.claims import CLAIM_HEADER, claim_header, completions, worker_name  # fmt: skip
 
 log = structlog.get_logger("jobyard.transport")
+
+#: Why a broker `global_keyprefix` is refused rather than half honoured: see the message.
+GLOBAL_KEYPREFIX_REFUSED = (
+    "the broker transport option global_keyprefix is not supported: Jobyard's enqueue script"
+    " writes each job's message to its queue's kombu list by the queue's plain name"
+    " (tasks/keys.py broker_list), and take.lua pops it there, so prefixed lists would never"
+    " see those jobs. JOBYARD_KEY_PREFIX prefixes the registry's keys; to share one Redis"
+    " between deployments give each its own database (REDIS_DB or REDIS_URL's /N)."
+)
 
 
 class QoS(kombu_redis.QoS):
@@ -124,6 +138,11 @@ class Channel(kombu_redis.Channel):
     _take_token: str | None = None
     _take_worker: str = ""
     _take_done: list = []  # noqa: RUF012  (replaced, never mutated)
+
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+        if connection.client.transport_options.get("global_keyprefix"):
+            raise ImproperlyConfigured(GLOBAL_KEYPREFIX_REFUSED)
+        super().__init__(connection, *args, **kwargs)
 
     @contextmanager
     def conn_or_acquire(self, client=None) -> Iterator:
@@ -367,3 +386,12 @@ def _readable(raw: bytes) -> dict[str, Any] | None:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """Jobyard's consumer on the master that kombu's Sentinel channel finds: the same
+    take.lua, on a connection pool that asks the sentinels where the master is."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
