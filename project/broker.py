@@ -13,8 +13,8 @@ Registered when the `project` package is imported (project/__init__.py), which e
 does before it connects: Django loads project.settings, `celery -A project` loads the app.
 Only strings are registered: the transport module is imported when the first connection is
 made, with Django set up. Every kombu Redis connection in a Jobyard process is then
-Jobyard's; the transport behaves as kombu's for consumers that are not Celery task consumers
-(a reply queue, a broadcast).
+Jobyard's (a message it sends to one of the queues becomes a job); code that must speak to
+Redis as stock kombu does names `kombu.transport.redis:Transport` by path.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ REDIS_SETTINGS = (
     "REDIS_URL", "REDIS_SSL", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER",
     "REDIS_SENTINEL_KWARGS", "CELERY_BROKER_URL", "CELERY_BROKER_USE_SSL",
     "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_REDIS_BACKEND_USE_SSL",
-    "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS",
+    "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS", "CELERY_RESULT_BACKEND",
 )  # fmt: skip
 
 
@@ -78,8 +78,10 @@ def celery_app_for(values: dict[str, Any]):
         broker_use_ssl=values["CELERY_BROKER_USE_SSL"],
         broker_transport_options=values["CELERY_BROKER_TRANSPORT_OPTIONS"],
         redis_backend_use_ssl=values["CELERY_REDIS_BACKEND_USE_SSL"],
+        result_backend=values["CELERY_RESULT_BACKEND"],
         result_backend_transport_options=values["CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS"],
         accept_content=["json"],
+        result_accept_content=["json"],
     )
     return other
 

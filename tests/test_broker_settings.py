@@ -49,7 +49,13 @@ print(json.dumps({
     "ssl": conn.ssl,
     "flower": type(flower).__name__,
     "master_options": master_options(),
-}))
+    "result_backend": conf.result_backend,
+    "backend": kind(app.backend),
+    "backend_params": {k: v for k, v in app.backend.connparams.items()
+                       if v is not None and (k in ("db", "password", "username", "path")
+                                             or k.startswith("ssl"))},
+    "backend_connection": app.backend.connparams.get("connection_class", type).__name__,
+}, default=repr))
 """
 
 
@@ -96,6 +102,8 @@ def test_the_broker_url_is_a_redis_url_that_names_jobyards_transport():
     assert got["transport"] == "tasks.worker.transport.Transport"
     assert got["flower"] == "Redis"
     assert got["broker_use_ssl"] is None and got["ssl"] is None
+    assert got["result_backend"] == "tasks.results:JobyardBackend+redis://127.0.0.1:63790/0"
+    assert got["backend"] == "tasks.results.JobyardBackend"
 
 
 def test_a_password_and_database_reach_the_broker_uri():
@@ -103,6 +111,7 @@ def test_a_password_and_database_reach_the_broker_uri():
     assert got["uri"] == "redis://:**@redis.internal:6380/4"
     assert got["uri_with_password"] == "redis://:s%40cret@redis.internal:6380/4"
     assert got["password"] == "s@cret" and got["virtual_host"] == "4"
+    assert got["backend_params"] == {"db": 4, "password": "s@cret"}
 
 
 def test_tls_options_reach_the_broker_and_the_result_backend(pem_files):
@@ -124,6 +133,9 @@ def test_tls_options_reach_the_broker_and_the_result_backend(pem_files):
     assert got["uri"] == "rediss://:**@redis.internal:6380/2"
     assert got["transport"] == "tasks.worker.transport.Transport"
     assert got["flower"] == "RedisSsl"
+    # The result backend's own connection: TLS with the same files.
+    assert got["backend_params"] == {"db": 2, "password": "pw", **expected}
+    assert got["backend_connection"] == "SSLConnection"
 
 
 def test_redis_tls_turns_tls_on_with_a_redis_url_or_with_the_parts():
@@ -187,6 +199,9 @@ def test_sentinel_keeps_the_password_and_database_for_broker_registry_and_result
     }
     assert got["broker_transport_options"] | sentinel_options == got["broker_transport_options"]
     assert got["result_backend_transport_options"] == sentinel_options
+    assert got["result_backend"] == "tasks.results:JobyardSentinelBackend+" + got["broker_url"]
+    assert got["backend"] == "tasks.results.JobyardSentinelBackend"
+    assert got["backend_params"] == {"db": 3, "password": "p@ss:w/rd"}
     # The registry's client logs in to the master as the broker does, in the same database.
     assert got["master_options"] == {"password": "p@ss:w/rd", "db": 3}
     assert got["flower"] == "RedisSentinel"
@@ -213,6 +228,8 @@ def test_sentinel_takes_credentials_database_and_tls_from_redis_url(pem_files):
         "ssl": True,
         **tls,
     }
+    assert got["backend_params"] == {"db": 5, "password": "pw", "username": "jobs", **tls}
+    assert got["backend_connection"] == "SentinelManagedSSLConnection"
 
 
 def test_sentinels_can_speak_plain_while_the_master_speaks_tls():
@@ -229,6 +246,7 @@ def test_a_unix_socket_becomes_kombus_socket_url():
     got = settings_with(REDIS_URL="unix:///run/redis/redis.sock?db=2")
     assert got["broker_url"] == "redis+socket:///run/redis/redis.sock?virtual_host=2"
     assert got["transport"] == "tasks.worker.transport.Transport"
+    assert got["backend_params"] == {"db": 2, "path": "/run/redis/redis.sock"}
 
 
 def test_a_broker_global_keyprefix_is_refused_when_a_channel_opens():

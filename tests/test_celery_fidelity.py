@@ -209,7 +209,9 @@ def test_a_crafted_bad_message_ends_as_a_failed_job_naming_the_cause(worker) -> 
     """A message written to Redis by another tool (a stock kombu producer): no job exists
     for it, and its arguments are positional: it fails, saying why, instead of vanishing."""
     options = app.conf.broker_transport_options
-    with Connection(app.conf.broker_url, transport="redis", transport_options=options) as conn:
+    # By path: in this process redis:// names Jobyard's transport (project/broker.py).
+    stock = "kombu.transport.redis:Transport"
+    with Connection(app.conf.broker_url, transport=stock, transport_options=options) as conn:
         result = app.send_task("t-typed", args=[1], producer=conn.Producer(), queue="default")
     job = wait_for(
         lambda: (j := get_job("default", result.id)) and j.state == "failed" and j, timeout=20

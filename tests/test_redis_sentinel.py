@@ -13,7 +13,6 @@ from pathlib import Path
 
 import kombu
 import pytest
-from celery.backends.redis import SentinelBackend
 from flower.utils.broker import Broker
 
 from tasks import enqueue, get_job, keys
@@ -154,9 +153,13 @@ def test_jobs_keep_flowing_through_a_failover_and_none_acknowledged_is_lost(
                     broker_use_ssl=values["CELERY_BROKER_USE_SSL"])  # fmt: skip
     assert asyncio.run(flower.queues([QUEUE])) == [{"name": QUEUE, "messages": 0}]
 
-    # A Redis result backend from the same settings finds the new master, in database 3.
-    backend = SentinelBackend(app=celery_app_for(values), url=values["CELERY_BROKER_URL"])
+    # The project's result backend, from the same settings, finds the new master and keeps
+    # Celery's results in database 3; a job's result reads through the registry.
+    results = celery_app_for(values)
+    assert type(results.backend).__name__ == "JobyardSentinelBackend"
     task_id = str(uuid.uuid4())
-    backend.store_result(task_id, {"answer": 42}, "SUCCESS")
-    assert backend.get_task_meta(task_id)["result"] == {"answer": 42}
+    results.backend.store_result(task_id, {"answer": 42}, "SUCCESS")
+    assert results.AsyncResult(task_id).get(timeout=10) == {"answer": 42}
     assert cluster.node_client(new, db=DB).exists(f"celery-task-meta-{task_id}")
+    with registry_on(values):
+        assert results.AsyncResult(acked[-1]).get(timeout=10) == len(acked) - 1

@@ -13,7 +13,6 @@ from pathlib import Path
 import kombu
 import pytest
 import redis
-from celery.backends.redis import RedisBackend
 from flower.utils.broker import Broker
 
 from tasks import enqueue, get_job
@@ -76,11 +75,15 @@ def test_jobs_results_events_and_control_go_over_tls(tls_redis, start_worker, tm
     control = celery_app_for(values).control
     assert control.ping([worker.name], timeout=5) == [{worker.name: {"ok": "pong"}}]
 
-    # A Redis result backend from the same settings stores and reads a result over TLS.
-    backend = RedisBackend(app=celery_app_for(values), url=values["REDIS_URL"])
+    # The project's result backend, from the same settings: Celery's results over TLS, and
+    # a job's result read through the registry.
+    results = celery_app_for(values)
+    assert type(results.backend).__name__ == "JobyardBackend"
     task_id = str(uuid.uuid4())
-    backend.store_result(task_id, {"answer": 42}, "SUCCESS")
-    assert backend.get_task_meta(task_id)["result"] == {"answer": 42}
+    results.backend.store_result(task_id, {"answer": 42}, "SUCCESS")
+    assert results.AsyncResult(task_id).get(timeout=10) == {"answer": 42}
+    with registry_on(values):
+        assert results.AsyncResult(job.id).get(timeout=10) == {"over": "tls"}
 
     # The URL alone, as Flower's broker page builds its connection: kombu and Flower both
     # reach the broker over TLS, kombu with Jobyard's channel.

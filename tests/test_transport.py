@@ -116,7 +116,9 @@ def test_a_task_sent_the_celery_way_is_a_job_from_the_moment_it_is_sent():
 def test_take_gives_a_foreign_message_the_unacked_entry_kombu_would_write():
     """A message no registering transport sent (a stock kombu producer): no job to claim."""
     options = app.conf.broker_transport_options
-    with Connection(app.conf.broker_url, transport="redis", transport_options=options) as conn:
+    # By path: in this process redis:// names Jobyard's transport (project/broker.py).
+    stock = "kombu.transport.redis:Transport"
+    with Connection(app.conf.broker_url, transport=stock, transport_options=options) as conn:
         result = app.send_task(f"t-echo.{QUEUE}", kwargs={"value": 5}, producer=conn.Producer())
     _, taken = take()
     assert taken.claim is None  # no job to claim yet
