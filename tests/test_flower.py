@@ -37,20 +37,6 @@ QUEUE = "notifications"
 IDLE_QUEUE = "cleanup"
 
 
-def _alias_shim(tmp_path: Path) -> list[str]:
-    """Flower's Broker page knows a broker by its URL's scheme (redis://); Jobyard names its
-    transport by import path (CELERY_BROKER_TRANSPORT) until kombu's scheme aliases do it
-    (branch `conn`, project/broker.py), and then the URL reads `tasks.worker.transport:
-    Transport://`. Until that lands, the Flower under test gets, through a Flower config
-    file, what the alias gives it: the broker transport taken from the URL. Once it has
-    landed this returns nothing (and can go)."""
-    if not app.conf.broker_transport:
-        return []
-    conf = tmp_path / "flowerconfig.py"
-    conf.write_text("from project.celery import app as _app\n_app.conf.broker_transport = None\n")
-    return [f"--conf={conf}"]
-
-
 class FlowerProcess:
     """`python -m tasks.flower` as a child process on a free port, stopped by its pid."""
 
@@ -102,7 +88,7 @@ def flower(tmp_path: Path) -> Iterator[FlowerProcess]:
     env = {**os.environ, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
     # Flower switches task events on in every worker it sees unless told not to; this
     # test's worker sends them itself (-E), and the session's shared worker is left alone.
-    proc = FlowerProcess(tmp_path / "flower.log", _alias_shim(tmp_path), env).start()
+    proc = FlowerProcess(tmp_path / "flower.log", [], env).start()
     try:
         proc.wait_ready()
         yield proc
