@@ -172,7 +172,11 @@ class TlsRedis(Server):
             "--tls-cert-file", str(certs["server.pem"]), "--tls-key-file", str(certs["server.key"]),
             "--tls-ca-cert-file", str(certs["ca.pem"]), "--tls-auth-clients", "yes",
         ], folder)  # fmt: skip
-        wait_until(lambda: self.client().ping(), 15, f"TLS redis on {port} answering")
+        try:
+            wait_until(lambda: self.client().ping(), 15, f"TLS redis on {port} answering")
+        except BaseException:
+            self.stop()
+            raise
 
     def client(self, **kwargs: Any) -> redis.Redis:
         options = {
@@ -216,7 +220,13 @@ class SentinelCluster:
             self.sentinels.append(
                 Server(f"sentinel{index}", port, [str(conf), "--sentinel"], conf.parent)
             )
-        wait_until(self._settled, 30, "sentinels watching the master, its replica and each other")
+        try:
+            wait_until(
+                self._settled, 30, "sentinels watching the master, its replica and each other"
+            )
+        except BaseException:  # the fixture never gets them: stop them here
+            self.stop()
+            raise
 
     @property
     def addresses(self) -> str:
