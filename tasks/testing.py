@@ -297,6 +297,7 @@ def jobyard_worker(request: pytest.FixtureRequest, django_db_setup: None) -> Ite
 #: registry), queues, routes and serialization.
 CELERY_CONFIG_KEYS = (
     "broker_url", "broker_transport", "broker_transport_options", "result_backend",
+    "broker_use_ssl", "redis_backend_use_ssl", "result_backend_transport_options",
     "task_serializer", "result_serializer", "accept_content", "task_default_queue",
     "task_default_priority", "task_routes",
 )  # fmt: skip
@@ -304,8 +305,9 @@ CELERY_CONFIG_KEYS = (
 
 @pytest.fixture(scope="session")
 def jobyard_celery_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The project app's broker, transport, result backend, default queue and routes, for
-    celery.contrib.pytest: `def celery_config(jobyard_celery_config): return {...}`."""
+    """The project app's broker (TLS and Sentinel options included), transport, result
+    backend, default queue and routes, for celery.contrib.pytest:
+    `def celery_config(jobyard_celery_config): return {...}`."""
     from celery.app.utils import find_app
 
     conf = find_app(request.config.getini(APP_OPTION) or DEFAULT_APP).conf
