@@ -82,15 +82,20 @@ def start_import(*, tenant_id: str, dataset: str, version_tag: str, upload: Any 
                 # Streams the upload (a temporary file past 2.5 MB) to storage in chunks.
                 batch.file.save(f"{tenant_id}-{dataset}-{version_tag}.{fmt}", upload, save=False)
             batch.save()
-            job = tasks.enqueue("ingest-dataset", {"tenant_id": tenant_id, "source": source,
-                                             "version_tag": version_tag, "dataset": dataset,
-                                             "batch_id": batch.pk}, job_id=job_id)  # fmt: skip
+            job = enqueue_import(batch)
     except IntegrityError:  # a concurrent request made it first
         existing = ImportBatch.objects.get(
             tenant_id=tenant_id, dataset=dataset, version_tag=version_tag
         )
         return existing, None, False
     return batch, job, True
+
+
+def enqueue_import(batch: ImportBatch) -> Job:
+    """Enqueue the import of a saved batch; inside a transaction it is sent on commit."""
+    data = {"tenant_id": batch.tenant_id, "source": batch.source, "dataset": batch.dataset,
+            "version_tag": batch.version_tag, "batch_id": batch.pk}  # fmt: skip
+    return tasks.enqueue("ingest-dataset", data, job_id=batch.job_id)
 
 
 def url_batch(tenant_id: str, dataset: str, version_tag: str, url: str, fmt: str | None,
@@ -128,6 +133,13 @@ class _Echo:
         return value
 
 
+def _cell(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula (messages quote the uploaded text)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def errors_csv(batch: ImportBatch) -> Iterator[str]:
     """The batch's row errors as CSV lines (line, field, message), streamed from the
     database: a batch with thousands of errors is never held in memory."""
@@ -139,4 +151,4 @@ def errors_csv(batch: ImportBatch) -> Iterator[str]:
         .values_list("line", "field", "message")
     )
     for line, field, message in rows.iterator(chunk_size=2000):
-        yield writer.writerow([line, field, message])
+        yield writer.writerow([line, _cell(field), _cell(message)])
