@@ -458,6 +458,20 @@ STORAGES = {
 }
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
+# --- Catalog imports (catalog/imports/, docs/imports.md) --------------------------------
+
+#: The largest dataset an operator may upload or a `url` import may download (bytes).
+CATALOG_MAX_UPLOAD_BYTES = env.int("CATALOG_MAX_UPLOAD_BYTES", default=2 * 1024**3,
+                                   validate=Range(min=1))  # fmt: skip
+#: Rows written per transaction by `ingest-dataset`: a failed chunk rolls back whole.
+CATALOG_IMPORT_CHUNK_ROWS = env.int("CATALOG_IMPORT_CHUNK_ROWS", default=5000,
+                                    validate=Range(min=1))  # fmt: skip
+#: Row errors kept per batch (all are counted): a wholly wrong file stays a bounded table.
+CATALOG_IMPORT_MAX_ERRORS = env.int("CATALOG_IMPORT_MAX_ERRORS", default=10_000,
+                                    validate=Range(min=0))  # fmt: skip
+#: A `url` import to a private, loopback or link-local address is refused unless this is on.
+CATALOG_IMPORT_ALLOW_PRIVATE_URLS = env.bool("CATALOG_IMPORT_ALLOW_PRIVATE_URLS", default=False)
+
 # --- Email ----------------------------------------------------------------------------
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))

@@ -1,0 +1,6 @@
+"""The catalog's models, one module per part of the app, re-exported here."""
+
+from catalog.models.imports import *  # noqa: F403
+from catalog.models.imports import __all__ as _imports_all
+
+__all__ = [*_imports_all]
