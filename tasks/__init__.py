@@ -21,10 +21,31 @@ from tasks.metrics import all_queue_metrics, get_workers, unknown_job_types
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type, job_types
 from tasks.scheduling.defaults import default_schedule
+from tasks.scheduling.patterns import InvalidSchedule, parse_pattern, split_pattern
+from tasks.scheduling.service import install_schedule, list_schedules
 
 __all__ = [
+    "READ", "WRITE", "ApiError", "api_view",
+    "InvalidSchedule", "install_schedule", "list_schedules", "parse_pattern", "split_pattern",
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
 ]  # fmt: skip
+
+
+#: For apps' own API views: `@api_view({"GET": READ})` authenticates as every /api/ view
+#: does (a bearer token or a staff session, scopes, CSRF) and answers any error as JSON;
+#: `raise ApiError(400, "invalid_query", "...", fields=[...])`. Imported on first use: the
+#: API's modules need Django's apps ready, and this package is imported before they are.
+_API_EXPORTS = {"api_view": "tasks.api.base", "READ": "tasks.api.base",
+                "WRITE": "tasks.api.base", "ApiError": "tasks.api.errors"}  # fmt: skip
+
+
+def __getattr__(name: str):
+    module = _API_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
