@@ -143,7 +143,7 @@ def parse_comet(obj: Any) -> dict[str, Any]:
     """One object of the list as Comet's fields (DATA_FIELDS), or BadObject saying why."""
     if not isinstance(obj, dict):
         raise BadObject(f"not an object: {obj!r}"[:200])
-    cobs_id = obj.get("id", obj.get("pk"))  # `pk` in version 1.0
+    cobs_id = obj.get("id") if obj.get("id") is not None else obj.get("pk")  # `pk` in 1.0
     if isinstance(cobs_id, bool) or not isinstance(cobs_id, int) or cobs_id < 0:
         raise BadObject(f"id: {cobs_id!r} is not a COBS id")
     return {
