@@ -21,8 +21,11 @@ from tasks.metrics import all_queue_metrics, get_workers, unknown_job_types
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type, job_types
 from tasks.scheduling.defaults import default_schedule
+from tasks.scheduling.patterns import InvalidSchedule, parse_pattern, split_pattern
+from tasks.scheduling.service import install_schedule, list_schedules
 
 __all__ = [
+    "InvalidSchedule", "install_schedule", "list_schedules", "parse_pattern", "split_pattern",
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
@@ -31,15 +34,23 @@ __all__ = [
 ]  # fmt: skip
 
 
-def __getattr__(name: str):
-    """The HTTP API's helpers, for apps that add endpoints under /api/ (catalog's imports):
-    `@api_view({"POST": API_WRITE})` (tokens, scopes, CSRF, JSON errors), `ApiError`,
-    `read_json`. Imported on first use: they need Django's apps loaded, and `tasks` is
-    imported before that (settings, the pytest plugin)."""
-    if name in ("API_READ", "API_WRITE", "ApiError", "api_view", "read_json"):
-        from tasks.api import base, errors
+#: For apps' own API views: `@api_view({"GET": API_READ})` authenticates as every /api/ view
+#: does (a bearer token or a staff session, scopes, CSRF) and answers any error as JSON;
+#: `raise ApiError(400, "invalid_query", "...", fields=[...])`; `read_json(request)`.
+#: Imported on first use: the API's modules need Django's apps ready, and this package is
+#: imported before they are (settings, the pytest plugin).
+_API_EXPORTS = {
+    "api_view": ("tasks.api.base", "api_view"), "read_json": ("tasks.api.base", "read_json"),
+    "API_READ": ("tasks.api.base", "READ"), "API_WRITE": ("tasks.api.base", "WRITE"),
+    "ApiError": ("tasks.api.errors", "ApiError"),
+}  # fmt: skip
 
-        exports = {"API_READ": base.READ, "API_WRITE": base.WRITE, "ApiError": errors.ApiError,
-                   "api_view": base.api_view, "read_json": base.read_json}  # fmt: skip
-        return exports[name]
-    raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+
+def __getattr__(name: str):
+    found = _API_EXPORTS.get(name)
+    if found is None:
+        raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+    import importlib
+
+    module, attr = found
+    return getattr(importlib.import_module(module), attr)
