@@ -13,19 +13,22 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog import urls as catalog_urls
 from tasks.api import urls
 from tasks.api.models import ApiToken
 from tests.api.conftest import ApiClient, assert_error
 
 #: A value for each URL parameter, so that every pattern can be requested.
-SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere"}
+SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere", "batch_id": 0}
 SAFE = ("GET", "HEAD")
+#: Every URL module mounted under /api/: the platform's, and the domain apps' endpoints.
+API_URLCONFS = [catalog_urls, urls]
 
 
 def endpoints() -> list[tuple[str, str, str]]:
     """(url, method, scope needed) for every URL pattern under /api/ and each method."""
     found = []
-    for pattern in urls.urlpatterns:
+    for pattern in [p for conf in API_URLCONFS for p in conf.urlpatterns]:
         methods = getattr(pattern.callback, "api_methods", None)
         assert methods, f"{pattern.name}: every API view must go through @api_view"
         names = getattr(pattern.pattern, "converters", None) or pattern.pattern.regex.groupindex
@@ -48,7 +51,7 @@ def test_everything_under_api_is_in_the_walked_module():
     from django.urls import get_resolver
 
     under_api = [p for p in get_resolver().url_patterns if str(p.pattern).startswith("api")]
-    assert [getattr(p, "urlconf_module", None) for p in under_api] == [urls]
+    assert [getattr(p, "urlconf_module", None) for p in under_api] == API_URLCONFS
 
 
 @pytest.mark.pure
@@ -62,9 +65,10 @@ def test_it_walks_every_pattern_including_each_row_of_the_design():
                 "/api/v1/workers", "/api/v1/events", "/api/v1/openapi.json", "/api/v1/docs",
                 "/api/v1/nowhere"):  # fmt: skip
         assert url in urls_seen
-    # trigger, retry, remove, pause, resume (and retry-failed, clean) need write
+    # trigger, retry, remove, pause, resume (and retry-failed, clean), an import need write
     assert {url.rsplit("/", 1)[-1] for url, _ in WRITES} == {
-        "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean"}  # fmt: skip
+        "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean",
+        "imports"}  # fmt: skip
 
 
 @pytest.mark.django_db
