@@ -166,9 +166,9 @@ class Channel(kombu_redis.Channel):
 
     @property
     def _stock(self) -> bool:
-        """Consume as stock kombu does: with a global key prefix (take.lua builds no prefixed
-        names), or for a consumer that does not ack (a worker's task consumer always acks)."""
-        return bool(self.global_keyprefix or self._no_ack_queues)
+        """Consume as stock kombu does: for a consumer that does not ack (a client's reply
+        queue; a worker's task consumer always acks)."""
+        return bool(self._no_ack_queues)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self._stock:  # stock kombu consuming; the runner claims each job
@@ -261,7 +261,7 @@ class Channel(kombu_redis.Channel):
         return popped and popped[0]
 
     def _stock_read(self, **options: Any) -> bool:
-        """A message popped by stock kombu's BRPOP (a global key prefix): the runner claims."""
+        """A message popped by stock kombu's BRPOP (a consumer without acks)."""
         popped = self._read_brpop(**options)
         if not popped:
             raise kombu_redis.Empty()
@@ -336,20 +336,13 @@ class Channel(kombu_redis.Channel):
         job and its message are written in one step, a delay waits in the registry, not
         in a worker. Other messages (a queue outside JOBYARD_QUEUES, a reply) are sent as
         kombu sends them, and ring their queue's bell (see the module doc)."""
-        if queue in settings.JOBYARD_QUEUES and not self.global_keyprefix:
-            pri = self._get_message_priority(message, reverse=False)
+        pri = self._get_message_priority(message, reverse=False)
+        if queue in settings.JOBYARD_QUEUES:
             prepared = prepare_message(queue, message, self.priority(pri))
             if prepared is not None:
                 with self.conn_or_acquire() as client:
                     scripts.send(queue, prepared.job, prepared.message, client=client)
                 return
-        if self.global_keyprefix or kwargs.get("_publish_batch") is not None:
-            super()._put(queue, message, **kwargs)
-            if batch := kwargs.get("_publish_batch"):
-                batch.add("lpush", keys.bell(queue), 1)
-                batch.add("ltrim", keys.bell(queue), 0, keys.BELLS_KEPT - 1)
-            return
-        pri = self._get_message_priority(message, reverse=False)
         with self.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=False)
             pipe.lpush(self._q_for_pri(queue, pri), dumps(message))
