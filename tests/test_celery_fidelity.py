@@ -4,6 +4,8 @@ types used as Celery tasks. Real workers, real Redis, no eager mode."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery import chain, chord, group
 from celery.exceptions import TimeoutError as CeleryTimeout
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
 from kombu import Connection
 
 from project.celery import app
@@ -45,6 +50,19 @@ def test_a_plain_task_runs_and_is_a_registry_job(worker) -> None:
     drain_archive()
     record = JobRecord.objects.get(job_id=result.id)
     assert record.state == "completed" and record.returnvalue == 5
+
+    # The API, the CLI and the admin show it as they show any job.
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("celery-staff", "s@example.com", "pw"))
+    shown = staff.get(f"/api/v1/jobs/default/{result.id}").json()
+    assert shown["state"] == "completed" and shown["returnvalue"] == 5
+    status = staff.get(f"/api/admin/jobs/status?jobId={result.id}").json()
+    assert result.id in json.dumps(status) and "completed" in json.dumps(status)
+    out = io.StringIO()
+    call_command("jobs", "status", result.id, "--json", stdout=out)
+    assert json.loads(out.getvalue())["state"] == "completed"
+    page = staff.get(f"/admin/tasks/jobrecord/{record.pk}/change/").content.decode()
+    assert "tests.jobapp.tasks.add" in page
 
 
 @pytest.mark.django_db(transaction=True)
