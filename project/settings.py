@@ -472,6 +472,13 @@ CATALOG_IMPORT_MAX_ERRORS = env.int("CATALOG_IMPORT_MAX_ERRORS", default=10_000,
 #: A `url` import to a private, loopback or link-local address is refused unless this is on.
 CATALOG_IMPORT_ALLOW_PRIVATE_URLS = env.bool("CATALOG_IMPORT_ALLOW_PRIVATE_URLS", default=False)
 
+# --- Catalog reports (catalog/reports/, docs/reports.md) ---------------------------------
+
+#: Rows a PDF report holds at most (reportlab keeps a document's pages in memory until it
+#: is saved); CSV reports have no cap.
+CATALOG_REPORT_PDF_MAX_ROWS = env.int("CATALOG_REPORT_PDF_MAX_ROWS", default=10_000,
+                                      validate=Range(min=1))  # fmt: skip
+
 # --- Email ----------------------------------------------------------------------------
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))

@@ -30,7 +30,7 @@ __all__ = [
     "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
-    "API_READ", "API_WRITE", "ApiError", "api_view", "read_json",
+    "API_READ", "API_WRITE", "ApiError", "api_view", "read_json", "archive_rows",
 ]  # fmt: skip
 
 
@@ -43,6 +43,8 @@ _API_EXPORTS = {
     "api_view": ("tasks.api.base", "api_view"), "read_json": ("tasks.api.base", "read_json"),
     "API_READ": ("tasks.api.base", "READ"), "API_WRITE": ("tasks.api.base", "WRITE"),
     "ApiError": ("tasks.api.errors", "ApiError"),
+    # The job archive's read for apps (reports): an iterator of plain dicts, never the model.
+    "archive_rows": ("tasks.archive", "archive_rows"),
 }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ import contextlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -401,3 +402,31 @@ def _close_lost_attempts(finished: dict[int, JobRecord]) -> None:
             attempt.outcome, attempt.failed_reason = JobAttempt.FAILED, job.failed_reason
     if attempts:
         JobAttempt.objects.bulk_update(attempts, ["finished_at", "outcome", "failed_reason"])
+
+
+#: The columns `archive_rows` yields, in order: what apps may read of the archive.
+ARCHIVE_ROW_FIELDS = ("queue", "job_id", "name", "state", "attempts_made", "created_at",
+                      "processed_on", "finished_on")  # fmt: skip
+
+
+def archive_rows(*, since: datetime | None = None, until: datetime | None = None,
+                 queues: list[str] | None = None, names: list[str] | None = None,
+                 chunk_size: int = 2000) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Archived jobs created in [since, until), oldest first, as dicts of ARCHIVE_ROW_FIELDS
+    (timestamps are aware datetimes or None): the archive's public read, for apps' reports.
+
+    Read with a server-side cursor, `chunk_size` rows per fetch: memory stays flat however
+    many rows match. Run it outside a transaction or inside one; it holds no lock.
+    """
+    rows = JobRecord.objects.all()
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    if queues:
+        rows = rows.filter(queue__in=queues)
+    if names:
+        rows = rows.filter(name__in=names)
+    rows = rows.order_by("created_at", "id").values_list(*ARCHIVE_ROW_FIELDS)
+    for values in rows.iterator(chunk_size=chunk_size):
+        yield dict(zip(ARCHIVE_ROW_FIELDS, values, strict=True))

@@ -16,6 +16,10 @@ for _name, _value in {
     "JOBYARD_BEAT_LEASE_MS": "2000",
 }.items():
     os.environ.setdefault(_name, _value)
+# Stored files (imports, reports) go under bin/test's temporary folder, for this process
+# and every worker it starts alike (they inherit the environment), never into the tree.
+if "JOBYARD_TEST_TMP" in os.environ:
+    os.environ.setdefault("MEDIA_ROOT", os.path.join(os.environ["JOBYARD_TEST_TMP"], "media"))
 
 from project.settings import *  # noqa: E402, F403
 from project.settings import INSTALLED_APPS  # noqa: E402

@@ -4,5 +4,7 @@ from catalog.models.comets import *  # noqa: F403
 from catalog.models.comets import __all__ as _comets_all
 from catalog.models.imports import *  # noqa: F403
 from catalog.models.imports import __all__ as _imports_all
+from catalog.models.reports import *  # noqa: F403
+from catalog.models.reports import __all__ as _reports_all
 
-__all__ = [*_comets_all, *_imports_all]
+__all__ = [*_comets_all, *_imports_all, *_reports_all]

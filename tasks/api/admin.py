@@ -20,13 +20,14 @@ class RevokedFilter(DateSetFilter):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ("name", "shown_prefix", "scope", "created_at", "last_used_at", "revoked_at")
     list_filter = (RevokedFilter, "scope")
+    raw_id_fields = ("user",)
     search_fields = ("name", "prefix")
     actions = ("revoke",)
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("name", "scope")
-        return ("name", "scope", "shown_prefix", "created_at", "last_used_at", "revoked_at")
+            return ("name", "scope", "user")
+        return ("name", "scope", "user", "shown_prefix", "created_at", "last_used_at", "revoked_at")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

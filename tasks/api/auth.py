@@ -29,6 +29,12 @@ class Principal:
     def session(self) -> bool:
         return self.token is None
 
+    @property
+    def user_id(self) -> int | None:
+        """Whom the caller acts for: a token's owner (None for a service's token), or the
+        session's staff user. Apps scope rows by it (catalog reports)."""
+        return self.token.user_id if self.token is not None else self.user.pk
+
     def allows(self, scope: str) -> bool:
         return self.scope == WRITE or scope == READ
 

@@ -8,6 +8,7 @@ import re
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -37,6 +38,10 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     scope = models.CharField(max_length=5, choices=SCOPES, default=READ)
+    #: The user the token acts for, if any: apps scope what a token sees by it (a report's
+    #: owner sees their reports; a staff owner sees all). A token without one is a service's.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="api_tokens")  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -53,7 +58,7 @@ class ApiToken(models.Model):
         return self.revoked_at is not None
 
     @classmethod
-    def issue(cls, name: str, scope: str = READ) -> tuple[ApiToken, str]:
+    def issue(cls, name: str, scope: str = READ, user=None) -> tuple[ApiToken, str]:
         """Create a token; returns the row and the raw token, which is never stored."""
         if scope not in (cls.READ, cls.WRITE):
             raise ValueError(f"scope must be read or write, not {scope!r}")
@@ -61,7 +66,7 @@ class ApiToken(models.Model):
         raw = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
         with transaction.atomic():  # a duplicate name leaves an outer transaction usable
             token = cls.objects.create(
-                name=name, prefix=prefix, token_hash=hash_token(raw), scope=scope
+                name=name, prefix=prefix, token_hash=hash_token(raw), scope=scope, user=user
             )
         return token, raw
 

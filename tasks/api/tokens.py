@@ -107,7 +107,7 @@ def _read(token_hash: str) -> tuple[ApiToken | None, float]:
         entry: dict[str, Any] = json.loads(raw)
         used = entry["lastUsedAt"]
         token = ApiToken(id=entry["id"], name=entry["name"], prefix=entry["prefix"],
-                         scope=entry["scope"], token_hash=token_hash,
+                         scope=entry["scope"], token_hash=token_hash, user_id=entry.get("userId"),
                          last_used_at=datetime.fromtimestamp(used / 1000, UTC) if used else None)  # fmt: skip
         checked = int(entry["checkedAt"])
     except (ValueError, KeyError, TypeError):
@@ -119,6 +119,7 @@ def _read(token_hash: str) -> tuple[ApiToken | None, float]:
 def _write(token: ApiToken, checked_ms: int | None = None) -> None:
     fresh_for, stale_for = _conf()
     entry = {"id": token.pk, "name": token.name, "prefix": token.prefix, "scope": token.scope,
+             "userId": token.user_id,
              "lastUsedAt": _ms(token.last_used_at),
              "checkedAt": checked_ms or int(time.time() * 1000)}  # fmt: skip
     lifetime = max(fresh_for, stale_for) - (time.time() - entry["checkedAt"] / 1000)

@@ -13,16 +13,18 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog import report_urls
 from catalog import urls as catalog_urls
 from tasks.api import urls
 from tasks.api.models import ApiToken
 from tests.api.conftest import ApiClient, assert_error
 
 #: A value for each URL parameter, so that every pattern can be requested.
-SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere", "batch_id": 0}
+SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere", "batch_id": 0,
+          "report_id": 0}  # fmt: skip
 SAFE = ("GET", "HEAD")
 #: Every URL module mounted under /api/: the platform's, and the domain apps' endpoints.
-API_URLCONFS = [catalog_urls, urls]
+API_URLCONFS = [catalog_urls, report_urls, urls]
 
 
 def endpoints() -> list[tuple[str, str, str]]:

@@ -230,7 +230,7 @@ def test_cleanup_deletes_stale_comets_in_batches():
     ]  # fmt: skip
     job = run_job("cleanup-old-data", {"daysOld": 5, "type": "all"})
     assert job.state == "completed", job.failed_reason
-    assert job.returnvalue["deleted"] == {"comets": 1} and job.returnvalue["daysOld"] == 5
+    assert job.returnvalue["deleted"]["comets"] == 1 and job.returnvalue["daysOld"] == 5
     assert "comets" in CLEANUP_KINDS
 
 

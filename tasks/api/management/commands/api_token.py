@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 from django.db.models import Q
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         create.add_argument("name", help="who or what uses it")
         create.add_argument("--scope", choices=[ApiToken.READ, ApiToken.WRITE], default="read",
                             help="read: status, metrics, events; write: also change jobs")  # fmt: skip
+        create.add_argument("--user", help="the username it acts for (apps scope rows by it)")
         listing = sub.add_parser("list", help="every token: name, prefix, scope, last use")
         listing.add_argument("--json", dest="as_json", action="store_true", help="JSON output")
         revoke = sub.add_parser("revoke", help="revoke a token by its name or prefix")
@@ -30,9 +32,14 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options) -> None:
         getattr(self, f"_{action}")(**options)
 
-    def _create(self, name: str, scope: str, **options) -> None:
+    def _create(self, name: str, scope: str, user: str | None = None, **options) -> None:
+        owner = None
+        if user:
+            owner = get_user_model().objects.filter(username=user).first()
+            if owner is None:
+                raise CommandError(f"no user {user!r}")
         try:
-            token, raw = ApiToken.issue(name, scope)
+            token, raw = ApiToken.issue(name, scope, user=owner)
         except IntegrityError:
             raise CommandError(f"a token named {name!r} exists; pick another name") from None
         self.stderr.write(f"Created {scope} token {token.name!r}. Copy it now: it is not stored.")
