@@ -3,6 +3,7 @@
 Everything here is the public API; domain apps use nothing else of `tasks`.
 """
 
+from tasks.archive_stats import archive_daily_stats
 from tasks.enqueue import enqueue, enqueue_bulk
 from tasks.errors import (
     InvalidJobData,
@@ -31,6 +32,7 @@ __all__ = [
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
     "API_READ", "API_WRITE", "ApiError", "api_view", "read_json",
+    "archive_daily_stats", "bar_chart", "dashboard_section",
 ]  # fmt: skip
 
 
@@ -43,6 +45,9 @@ _API_EXPORTS = {
     "api_view": ("tasks.api.base", "api_view"), "read_json": ("tasks.api.base", "read_json"),
     "API_READ": ("tasks.api.base", "READ"), "API_WRITE": ("tasks.api.base", "WRITE"),
     "ApiError": ("tasks.api.errors", "ApiError"),
+    # The admin dashboard: sections apps add (in AppConfig.ready), and its SVG bar chart.
+    "dashboard_section": ("tasks.dashboard", "dashboard_section"),
+    "bar_chart": ("tasks.dashboard", "bar_chart"),
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog import admin_urls as catalog_admin_urls
 from catalog import urls as catalog_urls
 from tasks.api import urls
 from tasks.api.models import ApiToken
@@ -22,7 +23,7 @@ from tests.api.conftest import ApiClient, assert_error
 SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere", "batch_id": 0}
 SAFE = ("GET", "HEAD")
 #: Every URL module mounted under /api/: the platform's, and the domain apps' endpoints.
-API_URLCONFS = [catalog_urls, urls]
+API_URLCONFS = [catalog_urls, catalog_admin_urls, urls]
 
 
 def endpoints() -> list[tuple[str, str, str]]:
@@ -68,7 +69,7 @@ def test_it_walks_every_pattern_including_each_row_of_the_design():
     # trigger, retry, remove, pause, resume (and retry-failed, clean), an import need write
     assert {url.rsplit("/", 1)[-1] for url, _ in WRITES} == {
         "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean",
-        "imports"}  # fmt: skip
+        "imports", "aggregate-daily"}  # fmt: skip
 
 
 @pytest.mark.django_db
