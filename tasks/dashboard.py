@@ -92,7 +92,7 @@ def bar_chart(series: list[dict[str, Any]], time_key: str, step_label: str,
         x = left + i * bar_w
         when = time.strftime(time_format, time.gmtime(bucket[time_key]))
         numbers = ", ".join(
-            f"{'—' if bucket.get(k) is None else _number(bucket[k])}{unit} {k}" for k in details
+            f"{'—' if bucket.get(k) is None else _number(bucket[k]) + unit} {k}" for k in details
         )
         parts.append(f"<g><title>{escape(f'{when} UTC: {numbers}')}</title>")
         parts.append(

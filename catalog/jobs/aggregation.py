@@ -11,7 +11,7 @@ archive's own cleanup for its whole run.
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -23,44 +23,29 @@ DAILY_SCHEDULE = "jobs-aggregate-daily"
 DAILY_PATTERN = "0 1 * * *"
 
 
-def _invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError("invalid_range", "{reason}", {"reason": message})
-
-
 class AggregateDailyParams(BaseModel):
     """`daily` aggregates yesterday (UTC); `range` every day from startDate to endDate."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
     type: Literal["daily", "range"] = "daily"
     #: First day (UTC, YYYY-MM-DD) of a range; only with type range.
-    start_date: date | None = Field(None, validate_default=True)
+    start_date: date | None = None
     #: Last day of a range, included: on or after startDate, at most 366 days in all.
-    end_date: date | None = Field(None, validate_default=True)
+    end_date: date | None = None
 
-    # Each check on its own field, so that the error names the field at fault (422 `fields`
-    # from the trigger API, the CLI's message, the admin form's error).
-    @field_validator("start_date")
-    @classmethod
-    def _check_start(cls, value: date | None, info: ValidationInfo) -> date | None:
-        kind = info.data.get("type")
-        if kind == "range" and value is None:
-            raise _invalid("required when type is range")
-        if kind == "daily" and value is not None:
-            raise _invalid("only with type range (daily aggregates yesterday)")
-        return value
-
-    @field_validator("end_date")
-    @classmethod
-    def _check_end(cls, value: date | None, info: ValidationInfo) -> date | None:
-        kind = info.data.get("type")
-        if kind is None or "start_date" not in info.data:
-            return value  # type or startDate is refused already
+    @model_validator(mode="after")
+    def _check_range(self) -> "AggregateDailyParams":
+        # The one check (catalog.aggregation.daily), its error named by the field at fault
+        # as callers spell it (startDate): a ValidationError with that location passes
+        # through pydantic as it is, where a plain error here would name the model's root.
         try:
-            days_to_aggregate(kind, info.data["start_date"], value)
+            days_to_aggregate(self.type, self.start_date, self.end_date)
         except InvalidRange as exc:
-            if exc.field == "endDate":
-                raise _invalid(exc.message) from None
-        return value
+            error = PydanticCustomError("invalid_range", "{reason}", {"reason": exc.message})
+            raise ValidationError.from_exception_data(
+                type(self).__name__, [{"type": error, "loc": (exc.field,), "input": None}]
+            ) from None
+        return self
 
 
 @job_type("aggregate-daily", queue="reports", attempts=3, schema=AggregateDailyParams)
