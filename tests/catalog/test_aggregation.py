@@ -410,3 +410,19 @@ def test_the_dashboard_shows_30_days_per_queue(admin_client):
 def test_the_dashboard_says_when_there_is_nothing_yet(admin_client):
     page = admin_client.get("/admin/dashboard/").content.decode()
     assert 'id="jy-30-days-empty"' in page
+
+
+@pytest.mark.django_db
+def test_a_section_that_fails_shows_its_error_not_a_broken_dashboard(admin_client, monkeypatch):
+    from tasks import dashboard
+
+    def broken() -> dict:
+        raise RuntimeError("no table")
+
+    monkeypatch.setitem(dashboard.DASHBOARD_SECTIONS, "broken", dashboard.DashboardSection(
+        "broken", "Broken", "catalog/dashboard_30_days.html", broken))  # fmt: skip
+    page = admin_client.get("/admin/dashboard/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "This section could not be shown: RuntimeError: no table" in text
+    assert 'id="jy-section-30-days"' in text  # the others are still there
