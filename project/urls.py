@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/catalog/", include("catalog.urls")),  # before api/: its catch-all 404s
     # Reports are the catalog's, served at /api/v1/reports/ (issue #12): before api/ too.
     path("api/v1/reports/", include("catalog.report_urls")),
+    path("api/admin/", include("catalog.admin_urls")),  # aggregate-daily: before api/ too
     path("api/", include("tasks.api.urls")),
     path("admin/", admin.site.urls),
 ]

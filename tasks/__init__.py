@@ -3,6 +3,7 @@
 Everything here is the public API; domain apps use nothing else of `tasks`.
 """
 
+from tasks.archive_stats import archive_daily_stats
 from tasks.enqueue import enqueue, enqueue_bulk
 from tasks.errors import (
     InvalidJobData,
@@ -31,6 +32,7 @@ __all__ = [
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
     "API_READ", "API_WRITE", "ApiError", "api_view", "read_json", "archive_rows",
+    "archive_daily_stats", "bar_chart", "dashboard_section",
 ]  # fmt: skip
 
 
@@ -45,6 +47,9 @@ _API_EXPORTS = {
     "ApiError": ("tasks.api.errors", "ApiError"),
     # The job archive's read for apps (reports): an iterator of plain dicts, never the model.
     "archive_rows": ("tasks.archive", "archive_rows"),
+    # The admin dashboard: sections apps add (in AppConfig.ready), and its SVG bar chart.
+    "dashboard_section": ("tasks.dashboard", "dashboard_section"),
+    "bar_chart": ("tasks.dashboard", "bar_chart"),
 }  # fmt: skip
 
 

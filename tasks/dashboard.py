@@ -14,9 +14,11 @@ A queue's health at a glance is one badge, from these rules, first match wins:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -31,6 +33,8 @@ FAILING_MIN_FINISHED = 5
 BACKLOG_WAITING = 100
 
 COMPLETED_COLOR, FAILED_COLOR, RETRIED_COLOR = "#2e7d32", "#c62828", "#ef6c00"
+
+log = structlog.get_logger("jobyard.dashboard")
 
 
 @dataclass(frozen=True)
@@ -61,47 +65,103 @@ def health(metrics: dict[str, Any]) -> Health:
     return Health("ok", "ok", "workers up, failures under the threshold, no backlog")
 
 
+#: The bars of the charts: (key of a bucket, colour), stacked bottom up.
+COMPLETED_FAILED = (("completed", COMPLETED_COLOR), ("failed", FAILED_COLOR))
+
+
 def bar_chart(series: list[dict[str, Any]], time_key: str, step_label: str,
-              width: int = 420, height: int = 56) -> SafeString:  # fmt: skip
-    """Stacked bars (completed, failed) per bucket as inline SVG; hover shows the numbers."""
-    top = max((b["completed"] + b["failed"] for b in series), default=0)
+              width: int = 420, height: int = 56, *, time_format: str = "%H:%M",
+              end_label: str = "now", bars: tuple[tuple[str, str], ...] = COMPLETED_FAILED,
+              details: tuple[str, ...] = ("completed", "failed", "retried"),
+              unit: str = "") -> SafeString:  # fmt: skip
+    """Stacked bars (by default completed, failed) per bucket as inline SVG; hover shows the
+    numbers. `time_key` holds each bucket's start (epoch seconds, shown in UTC with
+    `time_format`); `bars` the keys stacked and their colours; `details` the keys a bar's
+    hover text lists (a missing value, None, shows as "—"), each followed by `unit`."""
+    top = max((sum(b[k] or 0 for k, _ in bars) for b in series), default=0)
     scale = (height - 6) / top if top else 0
     left, bar_w = 28, (width - 28) / max(len(series), 1)
     parts = [
         f'<svg class="jy-chart" viewBox="0 0 {width} {height + 14}" width="100%" '
-        f'role="img" aria-label="completed and failed per {step_label}">',
+        f'role="img" aria-label="{escape(" and ".join(k for k, _ in bars))} per {step_label}">',
         f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#bbb"/>',
-        f'<text x="{left - 4}" y="10" text-anchor="end">{top}</text>',
+        f'<text x="{left - 4}" y="10" text-anchor="end">{_number(top)}</text>',
         f'<text x="{left - 4}" y="{height}" text-anchor="end">0</text>',
     ]
     for i, bucket in enumerate(series):
         x = left + i * bar_w
-        when = time.strftime("%H:%M", time.gmtime(bucket[time_key]))
-        title = escape(
-            f"{when} UTC: {bucket['completed']} completed, {bucket['failed']} failed, "
-            f"{bucket['retried']} retried"
+        when = time.strftime(time_format, time.gmtime(bucket[time_key]))
+        numbers = ", ".join(
+            f"{'—' if bucket.get(k) is None else _number(bucket[k]) + unit} {k}" for k in details
         )
-        done_h, fail_h = bucket["completed"] * scale, bucket["failed"] * scale
-        parts.append(f"<g><title>{title}</title>")
+        parts.append(f"<g><title>{escape(f'{when} UTC: {numbers}')}</title>")
         parts.append(
             f'<rect x="{x:.1f}" y="0" width="{bar_w:.1f}" height="{height}" fill="transparent"/>'
         )
-        if done_h:
-            parts.append(
-                f'<rect x="{x + 0.5:.1f}" y="{height - done_h:.1f}" width="{max(bar_w - 1, 0.5):.1f}" '
-                f'height="{done_h:.1f}" fill="{COMPLETED_COLOR}"/>'
-            )
-        if fail_h:
-            parts.append(
-                f'<rect x="{x + 0.5:.1f}" y="{height - done_h - fail_h:.1f}" '
-                f'width="{max(bar_w - 1, 0.5):.1f}" height="{fail_h:.1f}" fill="{FAILED_COLOR}"/>'
-            )
+        below = 0.0
+        for key, color in bars:
+            bar_h = (bucket[key] or 0) * scale
+            if bar_h:
+                parts.append(
+                    f'<rect x="{x + 0.5:.1f}" y="{height - below - bar_h:.1f}" '
+                    f'width="{max(bar_w - 1, 0.5):.1f}" height="{bar_h:.1f}" fill="{color}"/>'
+                )
+            below += bar_h
         parts.append("</g>")
-    first = time.strftime("%H:%M", time.gmtime(series[0][time_key])) if series else ""
+    first = time.strftime(time_format, time.gmtime(series[0][time_key])) if series else ""
     parts.append(f'<text x="{left}" y="{height + 12}">{first}</text>')
-    parts.append(f'<text x="{width}" y="{height + 12}" text-anchor="end">now</text>')
+    parts.append(
+        f'<text x="{width}" y="{height + 12}" text-anchor="end">{escape(end_label)}</text>'
+    )
     parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped titles only
+    return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped text only
+
+
+def _number(value: float) -> str:
+    return str(round(value)) if isinstance(value, float) else str(value)
+
+
+# --- sections other apps add ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardSection:
+    key: str
+    title: str
+    #: A template rendered with the dashboard's context plus `section`, this section's
+    #: `context()`.
+    template: str
+    context: Callable[[], dict[str, Any]]
+
+
+#: key -> section, in the order they were added: shown below the queues.
+DASHBOARD_SECTIONS: dict[str, DashboardSection] = {}
+
+
+def dashboard_section(key: str, title: str, template: str,
+                      context: Callable[[], dict[str, Any]]) -> DashboardSection:  # fmt: skip
+    """Add a section to the admin dashboard (an app calls this in its AppConfig.ready):
+    `template` is included with `section` = `context()`'s dict, computed on each view. The
+    same key again replaces the section (ready() may run twice in tests)."""
+    added = DashboardSection(key, title, template, context)
+    DASHBOARD_SECTIONS[key] = added
+    return added
+
+
+def dashboard_sections() -> list[dict[str, Any]]:
+    """Each section's key, title, template and context, for the dashboard's template. A
+    section whose context raises is shown with its error: one app's fault must not take the
+    dashboard down."""
+    shown = []
+    for section in DASHBOARD_SECTIONS.values():
+        try:
+            context, error = section.context(), ""
+        except Exception as exc:  # noqa: BLE001 - shown on the page and logged
+            log.exception("dashboard_section_failed", section=section.key)
+            context, error = {}, f"{type(exc).__name__}: {exc}"
+        shown.append({"key": section.key, "title": section.title,
+                      "template": section.template, "context": context, "error": error})  # fmt: skip
+    return shown
 
 
 def dashboard_context() -> dict[str, Any]:
@@ -126,7 +186,8 @@ def dashboard_context() -> dict[str, Any]:
     now_ms = time.time() * 1000
     for w in workers:
         w["heartbeat_age_s"] = max(0, round((now_ms - w["lastHeartbeat"]) / 1000, 1))
-    return {"queues": queues, "workers": workers, "unknown_types": unknown_job_types()}
+    return {"queues": queues, "workers": workers, "unknown_types": unknown_job_types(),
+            "sections": dashboard_sections()}  # fmt: skip
 
 
 def _totals(series: list[dict[str, Any]]) -> dict[str, int]:

@@ -1,3 +1,3 @@
 """The catalog's admin, one module per part of the app."""
 
-from catalog.admin import comets, imports, reports  # noqa: F401
+from catalog.admin import aggregation, comets, imports, reports  # noqa: F401

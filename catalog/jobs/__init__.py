@@ -1,3 +1,3 @@
 """The catalog's job types, one module per part of the app (the platform imports this)."""
 
-from catalog.jobs import comets, imports, reports  # noqa: F401
+from catalog.jobs import aggregation, comets, imports, reports  # noqa: F401
