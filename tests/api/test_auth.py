@@ -13,8 +13,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog import report_urls
 from catalog import admin_urls as catalog_admin_urls
+from catalog import report_urls
 from catalog import urls as catalog_urls
 from tasks.api import urls
 from tasks.api.models import ApiToken
