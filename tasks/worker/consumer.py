@@ -22,7 +22,7 @@ from django.conf import settings
 from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.worker.claims import CLAIM_HEADER, claim, job_address, worker_name
-from tasks.worker.runner import PLAIN_OPTIONS, record_unrunnable
+from tasks.worker.runner import PLAIN_OPTIONS, record_failure, record_unrunnable
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -83,15 +83,12 @@ class Consumer(CeleryConsumer):
         claimed = headers.get(CLAIM_HEADER)
         if address is not None and claimed:
             queue, job_id = address
-            keep, age = PLAIN_OPTIONS.retention(
-                False, settings.JOBYARD_QUEUES[queue]["keep_failed"]
-            )
             reason = f"invalid task message: {exc}"
+            fields = {"job_id": job_id, "job_type": headers.get("task"), "queue": queue}
             try:
-                scripts.fail(queue, job_id, claimed["token"], reason, "", -1, keep, age)
+                record_failure(queue, claimed["token"], PLAIN_OPTIONS, reason, "", -1, fields)
             except Exception:
                 log.warning("job_outcome_not_recorded", job_id=job_id, exc_info=True)
-            log.error("job_rejected", job_id=job_id, queue=queue, reason=reason)
         elif (
             headers.get("id")
             and headers.get("task")

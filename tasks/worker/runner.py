@@ -132,9 +132,8 @@ def record_unrunnable(
     scripts.enqueue(queue, [new], publish=False)
     token = uuid.uuid4().hex
     if isinstance(scripts.claim(queue, job_id, worker, token), scripts.Claim):
-        keep, age = PLAIN_OPTIONS.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
-        scripts.fail(queue, job_id, token, reason, "", -1, keep, age)
-    log.error("job_rejected", job_id=job_id, job_type=name, queue=queue, reason=reason)
+        fields = {"job_id": job_id, "job_type": name, "queue": queue, "attempt": 1}
+        record_failure(queue, token, PLAIN_OPTIONS, reason, "", -1, fields)
 
 
 def install_task(declared: JobType) -> None:

@@ -34,7 +34,7 @@ from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.registry import dumps
 from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
-from tasks.worker.runner import PLAIN_OPTIONS, JobTask, _locks, describe
+from tasks.worker.runner import PLAIN_OPTIONS, JobTask, _locks, describe, record_failure
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -135,14 +135,8 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
 
 def _fail(queue: str, job_id: str, token: str, reason: str, stack: str, delay: int,
           fields: dict[str, Any]) -> str:  # fmt: skip
-    keep, age = PLAIN_OPTIONS.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
-    outcome = scripts.fail(queue, job_id, token, reason, stack, delay, keep, age)
-    if outcome is None:
-        log.warning("job_lock_lost", **fields, reason=reason)
-        return "lost"
-    log.warning("job_failed", **fields, reason=reason, outcome=outcome,
-                retry_in_ms=delay if delay >= 0 else None)  # fmt: skip
-    return outcome
+    return record_failure(queue, token, PLAIN_OPTIONS, reason, stack, delay,
+                          {**fields, "job_id": job_id})  # fmt: skip
 
 
 def _hand_back(queue: str, job_id: str, token: str, reason: str, fields: dict[str, Any]) -> str:
