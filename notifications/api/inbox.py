@@ -31,10 +31,11 @@ def item_json(item: InboxItem) -> dict[str, Any]:
 
 
 def own_items(request: HttpRequest):
-    """The caller's items; a token without an (active) owner has no inbox: 403."""
+    """The caller's items; a token without an (active) owner has an empty inbox (a
+    service's token reads nothing, and marks nothing: 404)."""
     user_id = request.api_principal.user_id
     if user_id is None or not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
-        raise ApiError(403, "no_inbox", "this token acts for no user: it has no inbox")
+        return InboxItem.objects.none()
     return InboxItem.objects.filter(user_id=user_id)
 
 

@@ -52,7 +52,8 @@ class SendEmailParams(BaseModel):
 
 
 def _deliver(job: Job, message_pk: int) -> dict:
-    last = job.attempts_made + 1 >= job.attempts
+    # The running job's budget is in its options (the worker's Job leaves `attempts` unset).
+    last = job.attempts_made + 1 >= int(job.opts.get("attempts") or 1)
     try:
         return delivery.deliver(message_pk, last_attempt=last)
     except delivery.MessageGone as exc:
