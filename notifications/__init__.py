@@ -1,12 +1,7 @@
 """Notifications: email, in-app messages (and webhooks), sent through `notify()`."""
 
-
-def notify(*args, **kwargs):
-    """notifications.notify.notify (imported on first call: this package is imported before
-    Django's apps are ready, and the models cannot be)."""
-    from notifications.notify import notify as _notify
-
-    return _notify(*args, **kwargs)
-
+# The function, not the module of the same name: imported here so that
+# `from notifications import notify` is the function whichever was imported first.
+from notifications.notify import notify
 
 __all__ = ["notify"]

@@ -6,13 +6,13 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import transaction
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.utils import timezone
 
 import tasks
 from notifications.channels import channel as get_channel
-from notifications.models import Message
 
 
 class UnknownTemplate(ValueError):
@@ -40,7 +40,7 @@ def render(template: str, channel: str, context: dict) -> tuple[str, str, str]:
 
 
 def notify(recipients, template: str, context: dict | None = None,
-           channels: Iterable[str] = ("email",), when: datetime | None = None) -> list[Message]:  # fmt: skip
+           channels: Iterable[str] = ("email",), when: datetime | None = None) -> list:  # fmt: skip
     """Render `template` for each channel, write one Message per recipient and channel, and
     enqueue one delivery job each (`message-{pk}`), sent when the caller's transaction
     commits. `recipients`: Users and/or email addresses (the inapp channel takes Users
@@ -74,7 +74,8 @@ def notify(recipients, template: str, context: dict | None = None,
         options["delay"] = max(0, int((when - timezone.now()).total_seconds() * 1000))
 
     from django.contrib.auth import get_user_model
-    from django.db import transaction
+
+    from notifications.models import Message  # here: the package imports this module early
 
     user_model = get_user_model()
     messages = []
