@@ -483,6 +483,9 @@ CATALOG_REPORT_PDF_MAX_ROWS = env.int("CATALOG_REPORT_PDF_MAX_ROWS", default=10_
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobyard@localhost")
+#: At most this many emails a minute to one recipient domain, all workers (0: no limit);
+#: over it, the job waits and retries (docs/notifications.md, "Email").
+EMAIL_DOMAIN_RATE_LIMIT = env.int("EMAIL_DOMAIN_RATE_LIMIT", default=0)
 
 # --- Security: on by default when DEBUG is off -------------------------------------------
 

@@ -10,6 +10,8 @@ urlpatterns = [
     # Reports are the catalog's, served at /api/v1/reports/ (issue #12): before api/ too.
     path("api/v1/reports/", include("catalog.report_urls")),
     path("api/admin/", include("catalog.admin_urls")),  # aggregate-daily: before api/ too
+    # The inbox (issue #13): no trailing slash, as the issue writes it; before api/ too.
+    path("api/v1/notifications", include("notifications.urls")),
     path("api/", include("tasks.api.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -21,6 +21,18 @@ for _name, _value in {
 if "JOBYARD_TEST_TMP" in os.environ:
     os.environ.setdefault("MEDIA_ROOT", os.path.join(os.environ["JOBYARD_TEST_TMP"], "media"))
 
+# Email goes to the SMTP server tests/notifications/conftest.py starts on this loopback port,
+# chosen once by the pytest process: the workers inherit the variables, so every worker (the
+# session one, which consumes `email`, and a test's own) sends to that one server.
+if "JOBYARD_TEST_SMTP_PORT" not in os.environ:
+    import socket
+
+    with socket.socket() as _probe:
+        _probe.bind(("127.0.0.1", 0))
+        os.environ["JOBYARD_TEST_SMTP_PORT"] = str(_probe.getsockname()[1])
+os.environ.setdefault("EMAIL_URL", f"smtp://127.0.0.1:{os.environ['JOBYARD_TEST_SMTP_PORT']}")
+os.environ.setdefault("DEFAULT_FROM_EMAIL", "Jobyard <jobyard@jobyard.test>")
+
 from project.settings import *  # noqa: E402, F403
 from project.settings import INSTALLED_APPS  # noqa: E402
 

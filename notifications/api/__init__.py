@@ -1,0 +1,2 @@
+"""The notifications' HTTP API (notifications/urls.py, under /api/v1/notifications), one
+module per part."""

@@ -1,0 +1,25 @@
+"""Channels: how a Message reaches its recipient. Each module has the same shape (healthchecks'
+transports): `JOB_TYPE` (the delivery job's name), `recipient_for(obj)` (the address a
+notify() recipient has on the channel, or DeliveryError), `send(message)` (returns the
+provider id, or raises DeliveryError)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+class DeliveryError(Exception):
+    """A send that failed. `permanent`: no retry can help (a 5xx, a bad address)."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def channel(name: str) -> ModuleType:
+    from notifications.channels import email, inapp
+
+    known = {"email": email, "inapp": inapp}
+    if name not in known:
+        raise ValueError(f"channels: unknown channel {name!r}; known: {', '.join(known)}")
+    return known[name]
