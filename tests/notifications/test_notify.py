@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def queued() -> int:
-    return sum(Queue(q).counts()["waiting"] + Queue(q).counts()["delayed"]
-               for q in ("email", "notifications"))  # fmt: skip
+    """Jobs sent to the delivery queues in any state: a worker of another test (the session
+    worker consumes `email`) may already have run them."""
+    return sum(sum(Queue(q).counts().values()) for q in ("email", "notifications"))
 
 
 def test_it_writes_a_row_per_recipient_and_channel_and_a_job_each():
@@ -40,7 +41,7 @@ def test_jobs_are_sent_only_when_the_transaction_commits():
     with transaction.atomic():
         (row,) = notify(["a@example.test"], "welcome", {"name": "A"})
         assert get_job("email", f"message-{row.pk}") is None
-    assert get_job("email", f"message-{row.pk}").state == "waiting"
+    assert get_job("email", f"message-{row.pk}") is not None
     with pytest.raises(RuntimeError), transaction.atomic():
         notify(["b@example.test"], "welcome", {"name": "B"})
         raise RuntimeError("rolled back")
@@ -67,8 +68,13 @@ def test_inapp_writes_one_inbox_item_however_often_it_runs(settings):
 
 
 def test_the_email_is_composed_from_the_templates(settings):
-    (row,) = notify(["a@example.test"], "welcome", {"name": "Ed"})
-    run_enqueued(get_job("email", f"message-{row.pk}"))  # locmem backend in this process
+    from notifications.delivery import deliver
+
+    # Delivered here (the locmem backend) before the commit sends its job: a worker that
+    # takes the job afterwards finds the row sent and skips it.
+    with transaction.atomic():
+        (row,) = notify(["a@example.test"], "welcome", {"name": "Ed"})
+        deliver(row.pk)
     (sent,) = mail.outbox
     assert sent.subject == "Welcome to Jobyard, Ed" and sent.to == ["a@example.test"]
     assert sent.extra_headers["Message-ID"] == f"<message-{row.pk}@jobyard.test>"
