@@ -10,6 +10,8 @@ urlpatterns = [
     # Reports are the catalog's, served at /api/v1/reports/ (issue #12): before api/ too.
     path("api/v1/reports/", include("catalog.report_urls")),
     path("api/admin/", include("catalog.admin_urls")),  # aggregate-daily: before api/ too
+    # Webhooks are notifications' (issue #13): before api/ too.
+    path("api/v1/webhooks/", include("notifications.webhook_urls")),
     path("api/", include("tasks.api.urls")),
     path("admin/", admin.site.urls),
 ]

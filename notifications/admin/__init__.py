@@ -1,0 +1,3 @@
+"""The notifications app's admin, one module per part of the app."""
+
+from notifications.admin import webhooks  # noqa: F401

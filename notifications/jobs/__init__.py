@@ -1,0 +1,3 @@
+"""The notifications app's job types, one module per part of the app (the platform imports this)."""
+
+from notifications.jobs import webhooks  # noqa: F401

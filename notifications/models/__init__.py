@@ -1,0 +1,6 @@
+"""The notifications app's models, one module per part of the app, re-exported here."""
+
+from notifications.models.webhooks import *  # noqa: F403
+from notifications.models.webhooks import __all__ as _webhooks_all
+
+__all__ = [*_webhooks_all]
