@@ -11,6 +11,7 @@ from notifications.webhooks import service, signing
 
 
 class EndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     event_types = forms.MultipleChoiceField(choices=[(t, t) for t in EVENT_TYPES],
                                             widget=forms.CheckboxSelectMultiple)  # fmt: skip
     secret = forms.CharField(
