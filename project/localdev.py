@@ -38,6 +38,7 @@ PROCESSES = [
     "worker_cleanup",
     "worker_catalog",
     "recorder",
+    "webhook_events",
     "beat",
     "flower",
 ]

@@ -479,6 +479,24 @@ CATALOG_IMPORT_ALLOW_PRIVATE_URLS = env.bool("CATALOG_IMPORT_ALLOW_PRIVATE_URLS"
 CATALOG_REPORT_PDF_MAX_ROWS = env.int("CATALOG_REPORT_PDF_MAX_ROWS", default=10_000,
                                       validate=Range(min=1))  # fmt: skip
 
+# --- Webhooks (notifications/webhooks/, docs/webhooks.md) ------------------------------
+
+#: Deliver to private, loopback, link-local and reserved addresses (tests, a private network).
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+#: Final failures in a row (after their retries) that disable an endpoint.
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=10,
+                                         validate=Range(min=1))  # fmt: skip
+#: Seconds to connect, and to wait for each read or write, per request.
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0,
+                                            validate=Range(min=0.1))  # fmt: skip
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0,
+                                    validate=Range(min=0.1))  # fmt: skip
+#: Redirects followed per attempt, each target checked as the first one is.
+WEBHOOK_MAX_REDIRECTS = env.int("WEBHOOK_MAX_REDIRECTS", default=3, validate=Range(min=0))
+#: The longest `Retry-After` honoured (seconds); a longer one waits this long.
+WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=3600,
+                                          validate=Range(min=1))  # fmt: skip
+
 # --- Email ----------------------------------------------------------------------------
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))

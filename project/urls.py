@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/admin/", include("catalog.admin_urls")),  # aggregate-daily: before api/ too
     # The inbox (issue #13): no trailing slash, as the issue writes it; before api/ too.
     path("api/v1/notifications", include("notifications.urls")),
+    # Webhooks are notifications' (issue #13): before api/ too.
+    path("api/v1/webhooks/", include("notifications.webhook_urls")),
     path("api/", include("tasks.api.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -12,6 +12,7 @@ from tasks.errors import (
     JobFailed,
     JobyardError,
     PermanentError,
+    RetryAfter,
     UnknownJobType,
     UnknownQueue,
     WaitTimeout,
@@ -28,7 +29,7 @@ from tasks.scheduling.service import install_schedule, list_schedules
 __all__ = [
     "InvalidSchedule", "install_schedule", "list_schedules", "parse_pattern", "split_pattern",
     "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
-    "JobyardError", "PermanentError", "Queue", "UnknownJobType", "UnknownQueue", "WaitTimeout",
+    "JobyardError", "PermanentError", "Queue", "RetryAfter", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
     "API_READ", "API_WRITE", "ApiError", "api_view", "read_json", "archive_rows",

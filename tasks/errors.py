@@ -61,6 +61,23 @@ class PermanentError(Exception):
     """Raise from a job to fail it at once: no retry would fix this."""
 
 
+class RetryAfter(Exception):
+    """Raise from a job to fail this attempt and retry no sooner than `delay_ms` from now.
+
+    The job type's retry policy still decides whether there is a next attempt, and its
+    back-off still applies: the wait is the longer of the back-off and `delay_ms` (capped
+    at the platform's longest delay). For a server that said when to come back (an HTTP
+    429/503 with `Retry-After`).
+    """
+
+    def __init__(self, message: str, delay_ms: int) -> None:
+        super().__init__(message, delay_ms)
+        self.delay_ms = max(0, int(delay_ms))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class JobFailed(JobyardError):
     """wait_until_finished() or AsyncResult.get(): the job failed; `reason` is its failedReason."""
 

@@ -1,3 +1,3 @@
-"""The notifications' admin, one module per part of the app."""
+"""The notifications app's admin, one module per part of the app."""
 
-from notifications.admin import messages  # noqa: F401
+from notifications.admin import messages, webhooks  # noqa: F401

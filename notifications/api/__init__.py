@@ -1,2 +1,2 @@
-"""The notifications' HTTP API (notifications/urls.py, under /api/v1/notifications), one
-module per part."""
+"""The notifications app's HTTP API, one module per part: the inbox (notifications/urls.py,
+under /api/v1/notifications) and webhooks (notifications/webhook_urls.py)."""

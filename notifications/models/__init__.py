@@ -1,6 +1,8 @@
-"""The notifications' models, one module per part of the app, re-exported here."""
+"""The notifications app's models, one module per part of the app, re-exported here."""
 
 from notifications.models.messages import *  # noqa: F403
 from notifications.models.messages import __all__ as _messages_all
+from notifications.models.webhooks import *  # noqa: F403
+from notifications.models.webhooks import __all__ as _webhooks_all
 
-__all__ = [*_messages_all]
+__all__ = [*_messages_all, *_webhooks_all]

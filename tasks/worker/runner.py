@@ -28,9 +28,9 @@ from django.conf import settings
 
 from tasks import scripts
 from tasks.enqueue import adopt
-from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError
+from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError, RetryAfter
 from tasks.job import Job, get_job
-from tasks.options import JobOptions
+from tasks.options import MAX_DELAY_MS, JobOptions
 from tasks.registry import JobType, dumps, get_job_type
 from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
 
@@ -265,6 +265,8 @@ def execute(
 
     fields["duration_ms"] = duration_ms
     delay = retry_delay(job_opts, attempt, permanent)
+    if delay >= 0 and isinstance(error, RetryAfter):  # the server said when to come back
+        delay = max(delay, min(error.delay_ms, MAX_DELAY_MS))
     outcome = record_failure(queue, token, job_opts, reason, stack, delay, fields)
     return Attempt(outcome, error=error, retry_in_ms=delay)
 
