@@ -35,6 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications.models import Delivery, DeliveryAttempt, Endpoint
+from notifications.notify import notify
 from notifications.webhooks import guard, signing
 from tasks import PermanentError, RetryAfter
 
@@ -245,16 +246,15 @@ def disable(endpoint_id: int, reason: str) -> bool:
 
 
 def notify_owner_disabled(endpoint_id: int) -> None:
-    """Tell the endpoint's owner it was disabled.
-
-    HOOK(notify): for now a log line and `owner_notified_at`. When notifications' notify()
-    entry point lands (the email/in-app branch), call it here, e.g.
-    `notify(to=endpoint.owner_email, template="webhook-endpoint-disabled",
-    context={"url": endpoint.url, "reason": endpoint.disabled_reason})`.
-    """
+    """Tell the endpoint's owner it was disabled: an email through notify() (one Message,
+    delivered by its own job), logged either way."""
     endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
     if endpoint is None:
         return
     log.warning("webhook_endpoint_disabled", endpoint_id=endpoint.pk, url=endpoint.url,
                 owner_email=endpoint.owner_email or None, reason=endpoint.disabled_reason)  # fmt: skip
-    Endpoint.objects.filter(pk=endpoint_id).update(owner_notified_at=timezone.now())
+    with transaction.atomic():
+        if endpoint.owner_email:
+            notify([endpoint.owner_email], "webhook-endpoint-disabled",
+                   {"url": endpoint.url, "reason": endpoint.disabled_reason})  # fmt: skip
+        Endpoint.objects.filter(pk=endpoint_id).update(owner_notified_at=timezone.now())

@@ -189,6 +189,10 @@ def test_a_400_fails_at_once_and_two_in_a_row_disable_the_endpoint(receiver, web
     assert not ep.active and ep.consecutive_failures == 2
     assert "2 deliveries in a row failed" in ep.disabled_reason
     assert wait_for(lambda: Endpoint.objects.get(pk=ep.pk).owner_notified_at, 10)
+    from notifications.models import Message
+
+    told = Message.objects.get(recipient="ops@example.org", template="webhook-endpoint-disabled")
+    assert ep.url in told.subject
     assert service.subscribers("ping") == []  # a disabled endpoint gets no new deliveries
 
 
