@@ -180,3 +180,18 @@ def test_response_schemas_are_the_models_own(api):
     assert event["event"]["enum"] == [*EVENTS, "end", "error"]
     assert {r["$ref"] for r in event["data"]["contentSchema"]["oneOf"]} == {
         f"#/components/schemas/{m.__name__}" for m in schemas.STREAM_DATA}  # fmt: skip
+
+
+def test_an_app_path_declared_twice_or_a_taken_component_is_an_error(monkeypatch):
+    import tasks
+    from tasks.api import openapi
+
+    monkeypatch.setattr(openapi, "_APP_PATHS", list(openapi._APP_PATHS))
+    added = tasks.api_paths(lambda api: {"/api/v1/queues": {}})
+    assert tasks.api_paths(added) is added and openapi._APP_PATHS.count(added) == 1
+    with pytest.raises(ValueError, match="/api/v1/queues is declared twice"):
+        openapi.build_document()
+    openapi._APP_PATHS.remove(added)
+    tasks.api_paths(lambda api: {"/x": {"get": api.op("x", "x", api.component("Job", {}), "x")}})
+    with pytest.raises(ValueError, match="component 'Job' is taken"):
+        openapi.build_document()
