@@ -243,17 +243,38 @@ class Tally:
     unchanged: int = 0
     skipped: int = 0
     errors: int = 0
+    deactivated: int = 0
     error_samples: list[str] = field(default_factory=list)
+    #: Every comet the list named, by COBS id and by name: parsed, skipped or unreadable.
+    listed_ids: set[int] = field(default_factory=set)
+    listed_names: set[str] = field(default_factory=set)
+    #: An object with neither a readable id nor a name: who is missing cannot be told.
+    anonymous: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"pages": self.pages, "imported": self.imported, "updated": self.updated,
-                "unchanged": self.unchanged, "skipped": self.skipped, "errors": self.errors}  # fmt: skip
+                "unchanged": self.unchanged, "skipped": self.skipped, "errors": self.errors,
+                "deactivated": self.deactivated}  # fmt: skip
+
+    def mention(self, obj: Any) -> None:
+        found = False
+        if isinstance(obj, dict):
+            ident = obj.get("id") if obj.get("id") is not None else obj.get("pk")
+            if isinstance(ident, int) and not isinstance(ident, bool):
+                self.listed_ids.add(ident)
+                found = True
+            if isinstance(obj.get("name"), str) and obj["name"].strip():
+                self.listed_names.add(obj["name"].strip())
+                found = True
+        if not found:
+            self.anonymous += 1
 
 
 def store_page(objects: list[Any], max_magnitude: float, tally: Tally, page: int = 1) -> None:
     """Upsert one page's comets in one transaction: matched by COBS id, else by name."""
     parsed: dict[int, dict[str, Any]] = {}
     for index, obj in enumerate(objects):
+        tally.mention(obj)
         try:
             fields = parse_comet(obj)
         except BadObject as exc:
@@ -297,6 +318,29 @@ def store_page(objects: list[Any], max_magnitude: float, tally: Tally, page: int
     tally.updated += len(changed)
 
 
+def deactivate_missing(max_magnitude: float, tally: Tally) -> int:
+    """After a complete run (every page read): comets the list did not name, though their
+    last known magnitude is within the run's limit, are no longer active; the count.
+
+    The list is COBS's *active* comets up to a magnitude, so a comet missing from it is
+    inactive or fainter than the limit now; only the first can be told apart, and only for
+    comets the limit covered as far as we know: a run at maxMagnitude 10 says nothing of a
+    comet last seen at 13, nor of one whose magnitude was never known (left as they are).
+    A comet that merely faded past the limit comes back active with the next run that
+    covers it (its row says what COBS says); cleanup deletes only comets both inactive and
+    not seen for `daysOld` days. A run that named no comet at all, or an object without a
+    readable id or name, deactivates nothing: who is missing cannot be told.
+    """
+    if tally.anonymous or not (tally.listed_ids or tally.listed_names):
+        return 0
+    missing = (
+        Comet.objects.filter(is_active=True, source=SOURCE, current_magnitude__lte=max_magnitude)
+        .exclude(cobs_id__in=tally.listed_ids)
+        .exclude(name__in=tally.listed_names)
+    )
+    return missing.update(is_active=False)
+
+
 def update_comets(
     max_magnitude: float = 15.0,
     *,
@@ -304,22 +348,29 @@ def update_comets(
     on_page: Callable[[int, int], None] | None = None,
     client: httpx.Client | None = None,
 ) -> dict[str, int]:
-    """Fetch every page of the COBS comet list up to `max_magnitude` and upsert each page;
-    returns `{pages, imported, updated, unchanged, skipped, errors}`."""
+    """Fetch every page of the COBS comet list up to `max_magnitude` and upsert each page,
+    then mark inactive the comets a complete run did not find (deactivate_missing); returns
+    `{pages, imported, updated, unchanged, skipped, errors, deactivated}`."""
     url = url or settings.COBS_API_URL
     tally = Tally()
     own = client is None
     client = client or httpx.Client(
         timeout=TIMEOUT, follow_redirects=True, headers={"User-Agent": "Jobyard catalog"}
     )
+    complete = True
     try:
         for page, total, body in pages(client, url, max_magnitude):
             store_page(body["objects"], max_magnitude, tally, page)
             tally.pages += 1
+            reported = (body.get("info") or {}).get("pages")
+            if isinstance(reported, int) and reported > MAX_PAGES:
+                complete = False  # the list was cut at MAX_PAGES: not every comet was read
             if on_page is not None:
                 on_page(page, total)
     finally:
         if own:
             client.close()
+    if complete:
+        tally.deactivated = deactivate_missing(max_magnitude, tally)
     log.info("comets_updated", max_magnitude=max_magnitude, **tally.as_dict())
     return tally.as_dict()

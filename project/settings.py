@@ -472,6 +472,13 @@ CATALOG_IMPORT_MAX_ERRORS = env.int("CATALOG_IMPORT_MAX_ERRORS", default=10_000,
 #: A `url` import to a private, loopback or link-local address is refused unless this is on.
 CATALOG_IMPORT_ALLOW_PRIVATE_URLS = env.bool("CATALOG_IMPORT_ALLOW_PRIVATE_URLS", default=False)
 
+# --- Catalog aggregation (catalog/aggregation/, docs/aggregation.md) ----------------------
+
+#: Days of DailyJobStat rows kept: `cleanup-old-data` (type `daily-stats` or `all`) deletes
+#: older days whatever its `daysOld`, which is about raw rows, not a year's charts.
+CATALOG_DAILY_STATS_RETENTION_DAYS = env.int("CATALOG_DAILY_STATS_RETENTION_DAYS", default=400,
+                                             validate=Range(min=1))  # fmt: skip
+
 # --- Catalog reports (catalog/reports/, docs/reports.md) ---------------------------------
 
 #: Rows a PDF report holds at most (reportlab keeps a document's pages in memory until it

@@ -33,7 +33,7 @@ __all__ = [
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
     "API_READ", "API_WRITE", "ApiError", "api_view", "read_json", "archive_rows",
-    "archive_daily_stats", "bar_chart", "dashboard_section",
+    "archive_daily_stats", "bar_chart", "dashboard_section", "api_paths",
 ]  # fmt: skip
 
 
@@ -51,6 +51,8 @@ _API_EXPORTS = {
     # The admin dashboard: sections apps add (in AppConfig.ready), and its SVG bar chart.
     "dashboard_section": ("tasks.dashboard", "dashboard_section"),
     "bar_chart": ("tasks.dashboard", "bar_chart"),
+    # The OpenAPI document: paths apps add (in AppConfig.ready), built with the platform's.
+    "api_paths": ("tasks.api.openapi", "api_paths"),
 }  # fmt: skip
 
 

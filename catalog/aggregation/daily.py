@@ -7,9 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 import tasks
+from catalog.cleanup import cleanup_kind, delete_in_batches
 from catalog.models import DailyJobStat
 
 #: The longest range one job aggregates (a year, leap day included): each day is one query
@@ -100,3 +102,14 @@ def aggregate_days(days: list[date],
     return {"days": len(days), "rows": rows,
             "startDate": days[0].isoformat() if days else None,
             "endDate": days[-1].isoformat() if days else None}  # fmt: skip
+
+
+@cleanup_kind("daily-stats")
+def expired_daily_stats(cutoff: datetime) -> int:
+    """Days older than CATALOG_DAILY_STATS_RETENTION_DAYS (UTC), whatever `cutoff` says:
+    `daysOld` (90 on the daily schedule) is about raw rows, and these are the year of
+    numbers the archive's own cleanup leaves behind."""
+    keep_from = datetime.now(UTC).date() - timedelta(
+        days=settings.CATALOG_DAILY_STATS_RETENTION_DAYS
+    )
+    return delete_in_batches(DailyJobStat.objects.filter(day__lt=keep_from))

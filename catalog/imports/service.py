@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 import tasks  # tasks.enqueue, not `from tasks import enqueue`: import-linter reads that as
 from catalog.imports.fetch import download
@@ -20,7 +21,7 @@ from catalog.imports.rows import DatasetError
 from catalog.models import ImportBatch, ImportRowError
 
 #                 the private module tasks.enqueue (the domain-apps contract)
-from tasks import Job
+from tasks import Job, PermanentError
 
 #: Tenant and dataset names: no `-`, so that a job id `ingest-{tenant}-{dataset}-{version}`
 #: names one (tenant, dataset, version) only; the three fit the registry's 128 characters.
@@ -126,6 +127,17 @@ def fetch_into(batch: ImportBatch) -> None:
         name = f"{batch.tenant_id}-{batch.dataset}-{batch.version_tag}.{batch.format}"
         batch.file.save(name, File(spool), save=False)
     ImportBatch.objects.filter(pk=batch.pk).update(file=batch.file.name)
+
+
+def give_up(batch_id: int, attempt: int, attempts: int, exc: BaseException) -> None:
+    """Mark a batch failed after its job's last attempt (or a permanent error), with the
+    reason; a batch already completed or failed (a DatasetError says why itself) is left."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, PermanentError):
+        reason = f"gave up after attempt {attempt} of {attempts}: {reason}"
+    ImportBatch.objects.filter(
+        pk=batch_id, status__in=[ImportBatch.PENDING, ImportBatch.RUNNING]
+    ).update(status=ImportBatch.FAILED, failed_reason=reason[:2000], finished_at=timezone.now())
 
 
 class _Echo:

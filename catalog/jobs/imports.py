@@ -6,6 +6,7 @@ from django.db import transaction
 from pydantic import StringConstraints
 
 import tasks  # tasks.enqueue, not `from tasks import enqueue`: import-linter reads that as
+from catalog.imports import cleanup as _cleanup  # noqa: F401  (registers its cleanup kinds)
 from catalog.imports import service
 from catalog.imports.calculate import calculate_batch as calculate
 from catalog.imports.ingest import import_batch
@@ -13,7 +14,7 @@ from catalog.imports.rows import DatasetError
 from catalog.models import ImportBatch
 
 #                 the private module tasks.enqueue (the domain-apps contract)
-from tasks import job_type
+from tasks import PermanentError, job_type
 
 Name = Annotated[str, StringConstraints(pattern=service.NAME_PATTERN)]
 Version = Annotated[str, StringConstraints(pattern=service.VERSION_PATTERN)]
@@ -52,10 +53,18 @@ def ingest_dataset(
             raise DatasetError(
                 f"batch {batch_id} is {batch}, not {tenant_id}/{dataset}@{version_tag}"
             )
-    if batch.source == ImportBatch.URL and batch.status != ImportBatch.COMPLETED:
-        service.fetch_into(batch)
-    return import_batch(batch.pk, job_id=job.id, progress=job.update_progress,
-                        on_complete=_enqueue_calculation)  # fmt: skip
+    try:
+        if batch.source == ImportBatch.URL and batch.status != ImportBatch.COMPLETED:
+            service.fetch_into(batch)
+        return import_batch(batch.pk, job_id=job.id, progress=job.update_progress,
+                            on_complete=_enqueue_calculation)  # fmt: skip
+    except Exception as exc:
+        # The batch's fate when no attempt follows (STYLE.md, lesson 5): failed, with the
+        # reason, rather than `running` for ever. An attempt that will be retried leaves it
+        # running, its resume_line kept for the next one.
+        if isinstance(exc, PermanentError) or job.attempts_made + 1 >= job.attempts:
+            service.give_up(batch.pk, job.attempts_made + 1, job.attempts, exc)
+        raise
 
 
 def _enqueue_calculation(batch: ImportBatch) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,22 @@ from tasks.states import EVENTS
 
 #: The request bodies that are models of their own (job types add theirs).
 REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest)
+
+#: The apps' own paths (`tasks.api_paths`), each built with the document.
+_APP_PATHS: list[Callable[[Any], dict[str, Any]]] = []
+
+
+def api_paths(build: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """Add an app's paths to the document (call it in AppConfig.ready). `build(api)` is
+    called on each build and returns `{path: path item}`, its operations made as the
+    platform's own are: `api.op(...)`, `api.body(...)`, `api.content(...)`, with the
+    platform's error responses, scopes and security; `api.component(name, schema)` names
+    a shape of the app's (a JSON schema or a pydantic model) and returns its `$ref`, and
+    `api.ref(name)` points at one of the platform's (`Job`, `Counts`). A path the document
+    has already is an error, as is a component name taken by another shape."""
+    if build not in _APP_PATHS:
+        _APP_PATHS.append(build)
+    return build
 
 
 class _Untitled(GenerateJsonSchema):
@@ -140,9 +157,28 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
 class _Operations:
     """Builds operations whose bodies are models, named as the components name them."""
 
-    def __init__(self, names: dict[type[BaseModel], str], trigger_body: dict[str, Any]):
+    def __init__(self, names: dict[type[BaseModel], str], trigger_body: dict[str, Any],
+                 schemas: dict[str, Any] | None = None):  # fmt: skip
         self.names = names
         self.trigger_body = trigger_body
+        self.schemas = schemas if schemas is not None else {}
+
+    def component(self, name: str, schema: dict[str, Any] | type[BaseModel],
+                  mode: str = "serialization") -> dict[str, str]:  # fmt: skip
+        """An app's shape as a component (a model's nested ones too); its `$ref`."""
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            schema = _hoist(self.schemas, name, schema.model_json_schema(
+                by_alias=True, mode=mode, schema_generator=_Untitled))  # fmt: skip
+        if self.schemas.get(name, schema) != schema:
+            raise ValueError(f"OpenAPI component {name!r} is taken by another schema")
+        self.schemas[name] = schema
+        return _ref(name)
+
+    def ref(self, name: str) -> dict[str, str]:
+        """The `$ref` of a platform component (`Job`, `Counts`, ...)."""
+        if name not in self.schemas:
+            raise KeyError(f"no OpenAPI component {name!r}")
+        return _ref(name)
 
     def schema(self, target: type[BaseModel] | tuple | dict) -> dict[str, Any]:
         if isinstance(target, tuple):  # one of these models
@@ -269,7 +305,13 @@ def build_document() -> dict[str, Any]:
     names, generated = model_schemas()
     schemas = copy.deepcopy(generated)
     trigger_body = _trigger_body(schemas, names[JobOptions])
-    paths = _Operations(names, trigger_body).paths()
+    operations = _Operations(names, trigger_body, schemas)
+    paths = operations.paths()
+    for build in _APP_PATHS:
+        for path, item in build(operations).items():
+            if path in paths:
+                raise ValueError(f"OpenAPI path {path} is declared twice")
+            paths[path] = item
     error = _ref(names[s.Error])
     responses = {
         f"E{code}": {"description": words, "content": {"application/json": {"schema": error}}}

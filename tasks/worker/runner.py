@@ -218,6 +218,7 @@ def execute(
     job = Job(
         queue=queue, id=job_id, name=declared.name, data=json.loads(claimed["data"]),
         opts=json.loads(opts), state="active", attempts_made=claimed["attemptsMade"],
+        attempts=job_opts.attempts or 1,  # so a job can tell its last attempt
         created_at=claimed["createdAt"], worker=claimed["worker"], _token=token,
     )  # fmt: skip
     attempt = job.attempts_made + 1

@@ -49,7 +49,9 @@ def fuzz_headers(transactional_db) -> dict[str, str]:
 
 
 @pytest.fixture
-def api_schema(isolated_redis, fuzz_headers, settings):
+def api_schema(isolated_redis, fuzz_headers, settings, tmp_path):
+    # Fuzzed catalog uploads are stored: here, not in the project's media directory.
+    settings.MEDIA_ROOT = str(tmp_path)
     # Event streams end quickly here, so each fuzzed call to /api/v1/events returns.
     settings.JOBYARD_API = {**settings.JOBYARD_API, "SSE_MAX_SECONDS": 0.2,
                             "SSE_KEEPALIVE_SECONDS": 0.1}  # fmt: skip

@@ -76,7 +76,7 @@ def test_it_imports_every_page(fake_cobs):
     seen = []
     result = cobs.update_comets(15, on_page=lambda page, pages: seen.append((page, pages)))
     assert result == {"pages": 3, "imported": fake.IMPORTED, "updated": 0, "unchanged": 0,
-                      "skipped": fake.SKIPPED, "errors": fake.ERRORS}  # fmt: skip
+                      "skipped": fake.SKIPPED, "errors": fake.ERRORS, "deactivated": 0}  # fmt: skip
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert fake_cobs.requests == [
         {"cur-mag": "15", "is-active": "true", "page": str(n)} for n in (1, 2, 3)
@@ -105,7 +105,7 @@ def test_a_second_run_changes_nothing_and_a_changed_comet_is_updated(fake_cobs):
     before = {c.pk: [getattr(c, f) for f in cobs.DATA_FIELDS] for c in Comet.objects.all()}
     again = cobs.update_comets(15)
     assert again == {"pages": 3, "imported": 0, "updated": 0, "unchanged": fake.IMPORTED,
-                     "skipped": fake.SKIPPED, "errors": fake.ERRORS}  # fmt: skip
+                     "skipped": fake.SKIPPED, "errors": fake.ERRORS, "deactivated": 0}  # fmt: skip
     after = {c.pk: [getattr(c, f) for f in cobs.DATA_FIELDS] for c in Comet.objects.all()}
     assert after == before
 
@@ -114,6 +114,48 @@ def test_a_second_run_changes_nothing_and_a_changed_comet_is_updated(fake_cobs):
     third = cobs.update_comets(15)
     assert (third["updated"], third["unchanged"]) == (1, fake.IMPORTED - 1)
     assert Comet.objects.get(cobs_id=1670).current_magnitude == 13.9
+
+
+@pytest.mark.django_db
+def test_a_complete_run_deactivates_comets_it_no_longer_lists_within_its_limit(fake_cobs):
+    cobs.update_comets(15)
+    faint = Comet.objects.create(name="C/2001 Q4", current_magnitude=13.5)  # beyond 10
+    unknown = Comet.objects.create(name="C/2002 T7", current_magnitude=None)
+    other = Comet.objects.create(name="C/2003 H1", current_magnitude=6.0, source="manual")
+    # 12P (4.5) drops off COBS's active list; 13P (7.0) stays on it.
+    fake_cobs.pages = [fake.PAGES[0], [o for o in fake.PAGES[1] if o["name"] != "12P"],
+                       fake.PAGES[2]]  # fmt: skip
+    assert cobs.update_comets(10)["deactivated"] == 1  # 12P only
+    active = dict(Comet.objects.values_list("name", "is_active"))
+    assert active["12P"] is False
+    # Listed (249P is skipped at 10, yet named), beyond the limit, unknown, not COBS's:
+    assert active["249P"] and active["13P"] and active["C/2024 G3"]
+    assert (
+        Comet.objects.filter(pk__in=[faint.pk, unknown.pk, other.pk], is_active=True).count() == 3
+    )
+
+    # A run that fails midway (page 3: 404) deactivates nothing, even within its limit;
+    # the pages it read are stored: 12P, on page 2, is listed again, so active again.
+    fake_cobs.pages = [[o for o in fake.PAGES[0] if o["name"] != "249P"], *fake.PAGES[1:]]
+    original = fake_cobs.answer
+    fake_cobs.answer = lambda page, hits: (
+        (404, "text/html", b"") if page == 3 else original(page, hits)
+    )
+    try:
+        with pytest.raises(cobs.CobsRefused):
+            cobs.update_comets(15)
+    finally:
+        del fake_cobs.answer  # the class's own again
+    assert Comet.objects.get(name="249P").is_active and Comet.objects.get(name="12P").is_active
+    # An empty list (an outage's answer as like as not) deactivates nothing either.
+    fake_cobs.pages = [[]]
+    assert cobs.update_comets(15)["deactivated"] == 0
+    assert Comet.objects.get(name="249P").is_active
+    # A complete run at 15 covers C/2001 Q4 (13.5), which COBS does not list: inactive now.
+    fake_cobs.reset()
+    assert cobs.update_comets(15)["deactivated"] == 1
+    assert not Comet.objects.get(pk=faint.pk).is_active
+    assert Comet.objects.filter(pk__in=[unknown.pk, other.pk], is_active=True).count() == 2
 
 
 @pytest.mark.django_db
@@ -315,7 +357,7 @@ def test_the_api_trigger_runs_it_on_a_worker(catalog_worker, fake_cobs, api):
     job = get_job("catalog", answer.json()["jobId"])
     result = job.wait_until_finished(timeout=60)
     assert result == {"pages": 3, "imported": fake.IMPORTED, "updated": 0, "unchanged": 0,
-                      "skipped": fake.SKIPPED, "errors": fake.ERRORS}  # fmt: skip
+                      "skipped": fake.SKIPPED, "errors": fake.ERRORS, "deactivated": 0}  # fmt: skip
     job.refresh()
     assert (job.progress, job.attempts_made) == (100, 1)
     assert job.worker.startswith(catalog_worker.name)
@@ -330,7 +372,7 @@ def test_the_api_trigger_runs_it_on_a_worker(catalog_worker, fake_cobs, api):
     assert (ran["queue"], ran["state"]) == ("catalog", "completed")
     # At 12: 14.7 and 15.4 are skipped, the rest (the unknown magnitude too) unchanged.
     assert ran["result"] == {"pages": 3, "imported": 0, "updated": 0, "unchanged": 5,
-                             "skipped": 2, "errors": 1}  # fmt: skip
+                             "skipped": 2, "errors": 1, "deactivated": 0}  # fmt: skip
     assert fake_cobs.requests[-1]["cur-mag"] == "12"
     assert snapshot() == before
 

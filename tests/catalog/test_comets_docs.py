@@ -19,7 +19,8 @@ from tasks import enqueue, get_job
 from tests.catalog import fake_cobs as fake
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-#: Which commands are the comets' (the event stream, -N, never ends: left out).
+#: Which commands are the comets' (the event stream, -N, never ends: left out; the
+#: imports' are test_imports.py's).
 MENTIONS = re.compile(r"update-comets|comets-weekly|schedule-recurring-comets|/catalog")
 
 
@@ -29,7 +30,8 @@ def curl_commands(doc: str) -> list[str]:
     for block in re.findall(r"```sh\n(.*?)```", (DOCS / doc).read_text(), re.S):
         for command in block.replace("\\\n", " ").splitlines():
             command = command.split(" # ")[0].strip()
-            if command.startswith("curl ") and MENTIONS.search(command) and " -sN " not in command:
+            if (command.startswith("curl ") and MENTIONS.search(command)
+                    and " -sN " not in command and "/catalog/imports" not in command):  # fmt: skip
                 commands.append(command)
     return commands
 

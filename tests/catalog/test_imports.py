@@ -317,3 +317,44 @@ def test_bad_requests_are_named(media, api):
     assert api.get("/api/v1/catalog/imports/999999").status_code == 404
     read_only = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(unique(), 'read')[1]}")
     assert read_only.post("/api/v1/catalog/imports", {}).status_code == 403
+
+
+# --- out of attempts -----------------------------------------------------------------------
+
+
+def missing_file_batch(version: str) -> ImportBatch:
+    """A batch whose stored file is gone from storage: opening it is an OSError, which the
+    retry policy retries (storage may come back), so the fault is a transient one."""
+    return ImportBatch.objects.create(tenant_id="acme", dataset="observations",
+                                      version_tag=version, source="csv",
+                                      file="catalog/imports/gone.csv")  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("attempts", "status"), [(1, "failed"), (3, "running")])
+def test_the_batch_fails_on_the_jobs_last_attempt_only(media, attempts, status):
+    from tasks.testing import run_job
+
+    batch = missing_file_batch(unique())
+    data = {"tenant_id": "acme", "source": "csv", "version_tag": batch.version_tag,
+            "batch_id": batch.pk}  # fmt: skip
+    job = run_job("ingest-dataset", data, attempts=attempts)
+    assert job.attempts_made == 1 and "FileNotFoundError" in job.failed_reason
+    batch.refresh_from_db()
+    assert batch.status == status  # running: the retry resumes it
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_import_out_of_retries_is_marked_failed_with_its_reason(shared_media):
+    batch = missing_file_batch(unique())
+    job = enqueue("ingest-dataset", {"tenant_id": "acme", "source": "csv",
+                  "version_tag": batch.version_tag, "batch_id": batch.pk},
+                  attempts=2, job_id=f"ingest-acme-observations-{batch.version_tag}")  # fmt: skip
+    with pytest.raises(JobFailed):
+        job.wait_until_finished(timeout=60)
+    job.refresh()
+    assert (job.state, job.attempts_made) == ("failed", 2)
+    batch.refresh_from_db()
+    assert batch.status == "failed" and batch.finished_at is not None
+    assert batch.failed_reason.startswith("gave up after attempt 2 of 2: FileNotFoundError")
