@@ -504,6 +504,57 @@ WEBHOOK_MAX_REDIRECTS = env.int("WEBHOOK_MAX_REDIRECTS", default=3, validate=Ran
 WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=3600,
                                           validate=Range(min=1))  # fmt: skip
 
+# --- Alerts (notifications/alerts/, docs/notifications.md "Alerts") ----------------------
+
+#: Each threshold: ALERT_<KEY> for every queue, QUEUE_<NAME>_ALERT_<KEY> for one queue;
+#: `off` turns the rule off (everywhere, or for that queue).
+_ALERT_KEYS = {
+    # key: (parse, default, low, high)
+    "WAITING_DEPTH": (int, 1000, 0, None),  # waiting jobs over this
+    "FAILURE_RATE": (float, 0.05, 0.0, 1.0),  # failed / finished over this, in the window
+    "FAILURE_WINDOW_MINUTES": (int, 15, 1, 60),
+    "FAILURE_MIN_FINISHED": (int, 10, 1, None),  # fewer finished jobs in the window: no alert
+    "STALLED_MINUTES": (int, 10, 0, 60),  # jobs waiting, none finished for this long
+    "NO_WORKER_MINUTES": (int, 2, 0, None),  # jobs waiting this long, no live worker on it
+}
+
+
+def _alert_value(variable: str, default):
+    parse, fallback, low, high = _ALERT_KEYS[variable.rsplit("ALERT_", 1)[1]]
+    raw = env.str(variable, default="").strip()
+    if not raw:
+        return default
+    if raw.lower() == "off":
+        return None
+    try:
+        value = parse(raw)
+        if value < low or (high is not None and value > high):
+            raise ValueError
+        return value
+    except ValueError:
+        _invalid.append(
+            f"{variable}: expected off or a {parse.__name__} in [{low}, {high or '...'}]"
+        )
+        return default
+
+
+#: The alert rules' thresholds: the defaults, and QUEUES[name] overrides (only those set).
+ALERTS: dict = {key: _alert_value(f"ALERT_{key}", spec[1]) for key, spec in _ALERT_KEYS.items()}
+ALERTS["QUEUES"] = {
+    name: found
+    for name in JOBYARD_QUEUES
+    if (found := {key: _alert_value(f"QUEUE_{name.upper()}_ALERT_{key}", ALERTS[key])
+                  for key in _ALERT_KEYS if env.str(f"QUEUE_{name.upper()}_ALERT_{key}", default="")})
+}  # fmt: skip
+#: Redis's used memory over this percentage of maxmemory (no alert when maxmemory is 0).
+ALERTS["REDIS_MEMORY_PERCENT"] = env.float("ALERT_REDIS_MEMORY_PERCENT", default=80.0,
+                                           validate=Range(min=1, max=100))  # fmt: skip
+#: A worker whose heartbeat stopped without a goodbye (killed, OOM, a lost host).
+ALERTS["WORKER_LOST"] = env.bool("ALERT_WORKER_LOST", default=True)
+#: Who is told: email addresses (comma-separated); webhook endpoints subscribe to
+#: alert.opened / alert.resolved themselves.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+
 # --- Email ----------------------------------------------------------------------------
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))

@@ -19,7 +19,13 @@ from tasks.errors import (
 )
 from tasks.events import Event, consume, subscribe
 from tasks.job import Job, find_job, get_job
-from tasks.metrics import all_queue_metrics, get_workers, unknown_job_types
+from tasks.metrics import (
+    all_queue_metrics,
+    get_workers,
+    lost_workers,
+    redis_memory,
+    unknown_job_types,
+)
 from tasks.queue import Queue
 from tasks.registry import get_job_type, job_type, job_types
 from tasks.scheduling.defaults import default_schedule
@@ -34,6 +40,7 @@ __all__ = [
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",
     "API_READ", "API_WRITE", "ApiError", "api_view", "read_json", "archive_rows",
     "archive_daily_stats", "bar_chart", "dashboard_section", "api_paths",
+    "lost_workers", "redis_memory",
 ]  # fmt: skip
 
 

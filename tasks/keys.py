@@ -37,6 +37,7 @@ BELLS_KEPT = 16
 #: Keys shared by every queue: `{prefix}{suffix}`, then a name where there are many.
 GLOBAL_KEYS = {
     "workers": "workers",  # live workers, scored by last heartbeat
+    "lost_workers": "lost-workers",  # workers whose heartbeat expired, scored by the last one
     "worker": "worker:",  # one worker's heartbeat hash
     "lease": "lease:",  # a leader lease (the beat's)
     "api_token": "api:token:",  # a token check cached for the HTTP API, by token hash
@@ -87,6 +88,10 @@ def stats(queue: str, minute: int) -> str:
 
 def workers() -> str:
     return f"{prefix()}{GLOBAL_KEYS['workers']}"
+
+
+def lost_workers() -> str:
+    return f"{prefix()}{GLOBAL_KEYS['lost_workers']}"
 
 
 def worker(name: str) -> str:

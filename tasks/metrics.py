@@ -92,7 +92,10 @@ def all_queue_metrics() -> dict[str, dict[str, Any]]:
 def get_workers() -> list[dict[str, Any]]:
     """Live workers: host, queues, concurrency, running jobs, paused queues, heartbeat."""
     client = get_redis()
-    names = [n.decode() for n in client.zrange(keys.workers(), 0, -1)]
+    listed = {
+        n.decode(): int(score) for n, score in client.zrange(keys.workers(), 0, -1, withscores=True)
+    }
+    names = list(listed)
     queues_known = list(settings.JOBYARD_QUEUES)
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -122,8 +125,41 @@ def get_workers() -> list[dict[str, Any]]:
             }
         )
     if gone:
-        client.zrem(keys.workers(), *gone)
+        # A worker that stops says goodbye (it leaves the list itself); one still listed
+        # with its heartbeat expired died silently (SIGKILL, OOM, a lost host): remember it,
+        # for lost_workers() and the alerts, whoever noticed first.
+        pipe = client.pipeline(transaction=True)
+        pipe.zrem(keys.workers(), *gone)
+        pipe.zadd(keys.lost_workers(), {name: listed[name] for name in gone})
+        pipe.zremrangebyscore(keys.lost_workers(), 0, int(time.time() * 1000) - LOST_KEPT_MS)
+        pipe.execute()
     return workers
+
+
+#: How long a silently dead worker stays in lost_workers() after its last heartbeat.
+LOST_KEPT_MS = 3_600_000
+
+
+def lost_workers() -> list[dict[str, Any]]:
+    """Workers whose heartbeat stopped without a goodbye in the last hour, as
+    {name, lastHeartbeat ms}, oldest first; one live again (the same name) is left out.
+    Calls get_workers(), which is what notices an expired heartbeat."""
+    live = {w["name"] for w in get_workers()}
+    client = get_redis()
+    since = int(time.time() * 1000) - LOST_KEPT_MS
+    rows = client.zrangebyscore(keys.lost_workers(), since, "+inf", withscores=True)
+    return [
+        {"name": n.decode(), "lastHeartbeat": int(score)}
+        for n, score in rows
+        if n.decode() not in live
+    ]
+
+
+def redis_memory() -> dict[str, int]:
+    """Redis's memory: {used, max} bytes (INFO memory's used_memory and maxmemory; max is 0
+    when no limit is set). One round trip."""
+    info = get_redis().info("memory")
+    return {"used": int(info.get("used_memory", 0)), "max": int(info.get("maxmemory", 0))}
 
 
 def last_day(queue: str, hours: int = 24, now: float | None = None) -> list[dict[str, int]]:

@@ -10,6 +10,7 @@ __all__ = ["Delivery", "DeliveryAttempt", "Endpoint", "EVENT_TYPES"]
 #: Every event type an endpoint may subscribe to (docs/webhooks.md, "Events").
 EVENT_TYPES = (
     "job.completed", "job.failed", "job.dead", "report.ready", "calc.batch.completed", "ping",
+    "alert.opened", "alert.resolved",
 )  # fmt: skip
 
 
