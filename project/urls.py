@@ -11,7 +11,7 @@ urlpatterns = [
     path("api/v1/reports/", include("catalog.report_urls")),
     path("api/admin/", include("catalog.admin_urls")),  # aggregate-daily: before api/ too
     # The inbox (issue #13): no trailing slash, as the issue writes it; before api/ too.
-    path("api/v1/notifications", include("notifications.urls")),
+    path("api/v1/", include("notifications.urls")),
     # Webhooks are notifications' (issue #13): before api/ too.
     path("api/v1/webhooks/", include("notifications.webhook_urls")),
     path("api/", include("tasks.api.urls")),
