@@ -1,3 +1,3 @@
 """The notifications app's admin, one module per part of the app."""
 
-from notifications.admin import messages, webhooks  # noqa: F401
+from notifications.admin import messages, reminders, webhooks  # noqa: F401
