@@ -249,3 +249,27 @@ def test_a_real_worker_fires_it_at_its_time_and_schedules_the_next(start_worker)
     assert reminder.last_fired_at == due and reminder.next_fire_at == due + timedelta(days=1)
     assert due_job(reminder).state == "delayed"
     assert Message.objects.count() == 1
+
+
+# --- the admin -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_saves_reschedules_and_cancels(admin_client):
+    assert admin_client.get("/admin/notifications/reminder/add/").status_code == 200
+    form = {"recipient": "+12025550101", "template": "reminder", "context": '{"title": "x"}',
+            "channels": '["sms"]', "at": "09:00:00", "time_zone": "Mars/Olympus",
+            "start_date": "2030-04-01", "repeat": "daily", "interval": "1", "active": "on"}  # fmt: skip
+    response = admin_client.post("/admin/notifications/reminder/add/", form)
+    assert response.status_code == 200 and b"unknown time zone" in response.content
+    response = admin_client.post(
+        "/admin/notifications/reminder/add/", {**form, "time_zone": BERLIN}
+    )
+    assert response.status_code == 302
+    reminder = Reminder.objects.get()
+    assert (reminder.next_fire_at, reminder.version) == (utc(2030, 4, 1, 7), 1)
+    assert due_job(reminder).state == "delayed"
+    admin_client.post("/admin/notifications/reminder/", {
+        "action": "cancel", "_selected_action": [reminder.pk]})  # fmt: skip
+    reminder.refresh_from_db()
+    assert not reminder.active and reminder.next_fire_at is None and reminder.version == 2
