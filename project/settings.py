@@ -555,6 +555,27 @@ ALERTS["WORKER_LOST"] = env.bool("ALERT_WORKER_LOST", default=True)
 #: alert.opened / alert.resolved themselves.
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 
+# --- SMS and WhatsApp (notifications/channels/sms.py, docs/notifications.md) ------------
+
+#: `console` prints each message in the worker's log; `http` POSTs it to SMS_PROVIDER_URL
+#: (Twilio's shape: a form with From, To, Body, basic auth with the account sid and token).
+SMS_PROVIDER = env.str("SMS_PROVIDER", default="console", validate=OneOf(["console", "http"]))
+SMS_PROVIDER_URL = env.str("SMS_PROVIDER_URL", default="")
+SMS_ACCOUNT_SID = env.str("SMS_ACCOUNT_SID", default="")
+SMS_AUTH_TOKEN = env.str("SMS_AUTH_TOKEN", default="")
+#: The sender numbers (E.164), for SMS and for WhatsApp.
+SMS_FROM = env.str("SMS_FROM", default="")
+WHATSAPP_FROM = env.str("WHATSAPP_FROM", default="")
+#: Seconds to connect, and to wait for each read or write, per request to the provider.
+SMS_CONNECT_TIMEOUT_SECONDS = env.float("SMS_CONNECT_TIMEOUT_SECONDS", default=5.0,
+                                        validate=Range(min=0.1))  # fmt: skip
+SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=10.0, validate=Range(min=0.1))
+#: The longest `Retry-After` from the provider honoured (seconds).
+SMS_MAX_RETRY_AFTER_SECONDS = env.int("SMS_MAX_RETRY_AFTER_SECONDS", default=3600,
+                                      validate=Range(min=1))  # fmt: skip
+if SMS_PROVIDER == "http" and not SMS_PROVIDER_URL:
+    raise ImproperlyConfigured("SMS_PROVIDER=http needs SMS_PROVIDER_URL")
+
 # --- Email ----------------------------------------------------------------------------
 
 vars().update(env.dj_email_url("EMAIL_URL", default="console://"))

@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/v1/", include("notifications.urls")),
     # Webhooks are notifications' (issue #13): before api/ too.
     path("api/v1/webhooks/", include("notifications.webhook_urls")),
+    # Reminders are notifications' (issue #13): no trailing slash either; before api/ too.
+    path("api/v1/", include("notifications.reminder_urls")),
     path("api/", include("tasks.api.urls")),
     path("admin/", admin.site.urls),
 ]

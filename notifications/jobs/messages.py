@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 from notifications import delivery
 from notifications.channels import DeliveryError, email
 from notifications.models import Message
-from tasks import Job, PermanentError, job_type
+from tasks import Job, PermanentError, RetryAfter, job_type
 
 #: Email's retry policy: SMTP 4xx, connection errors and the per-domain rate limit retry
 #: (at 5 s, 10 s, 20 s, 40 s, 80 s, jittered); a 5xx or a bad address fails at once.
@@ -61,6 +61,8 @@ def _deliver(job: Job, message_pk: int) -> dict:
     except DeliveryError as exc:
         if exc.permanent:
             raise PermanentError(str(exc)) from exc
+        if exc.retry_after_ms:  # the provider said when (an SMS provider's 429)
+            raise RetryAfter(str(exc), exc.retry_after_ms) from exc
         raise  # the retry policy decides
 
 

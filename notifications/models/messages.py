@@ -18,11 +18,11 @@ class Message(models.Model):
 
     QUEUED, SENT, FAILED, SUPPRESSED = "queued", "sent", "failed", "suppressed"
     STATES = [(s, s) for s in (QUEUED, SENT, FAILED, SUPPRESSED)]
-    EMAIL, INAPP = "email", "inapp"
-    CHANNELS = [(EMAIL, "email"), (INAPP, "in-app")]
+    EMAIL, INAPP, SMS, WHATSAPP = "email", "inapp", "sms", "whatsapp"
+    CHANNELS = [(EMAIL, "email"), (INAPP, "in-app"), (SMS, "SMS"), (WHATSAPP, "WhatsApp")]
 
     channel = models.CharField(max_length=20, choices=CHANNELS)
-    #: The address (email) or the username (in-app) the message went to.
+    #: The address (email), the username (in-app) or the E.164 number (SMS, WhatsApp).
     recipient = models.CharField(max_length=254, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                              on_delete=models.SET_NULL, related_name="messages")  # fmt: skip

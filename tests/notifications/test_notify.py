@@ -83,7 +83,7 @@ def test_the_email_is_composed_from_the_templates(settings):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: notify(["a@example.test"], "no-such-template", {}), "'no-such-template'"),
-    (lambda: notify(["a@example.test"], "welcome", {}, channels=["sms"]), "channels: .*'sms'"),
+    (lambda: notify(["a@example.test"], "welcome", {}, channels=["pigeon"]), "channels: .*'pigeon'"),
     (lambda: notify(["a@example.test", "nope"], "welcome", {}), "recipients.1: 'nope'"),
     (lambda: notify(["a@example.test"], "welcome", {}, channels=["inapp"]), "recipients.0:"),
     (lambda: notify(["a@example.test"], "welcome", {"at": object()}), "context:"),
