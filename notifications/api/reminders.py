@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from notifications import reminders
+from notifications.api.storable import refuse_unstorable
 from notifications.models import Reminder
 from tasks import API_READ, API_WRITE, ApiError, api_view, read_json
 
@@ -50,6 +51,7 @@ def _refuse(errors: list[dict[str, str]]) -> ApiError:
 
 def apply(reminder: Reminder, body: dict[str, Any]) -> None:
     """Copy the body's fields onto the row, parsed; ApiError 400 naming each bad one."""
+    refuse_unstorable(body)
     errors = [{"field": k, "message": "unknown field"} for k in body if k not in FIELDS]
     for key, value in body.items():
         if key not in FIELDS:

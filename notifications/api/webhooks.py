@@ -10,7 +10,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from notifications.models import Delivery, Endpoint
+from notifications.api.storable import refuse_unstorable
+from notifications.models import EVENT_TYPES, Delivery, Endpoint
 from notifications.webhooks import service, signing
 from tasks import API_READ, API_WRITE, ApiError, api_view, read_json
 
@@ -58,6 +59,7 @@ def endpoints(request: HttpRequest) -> HttpResponse:
         rows = Endpoint.objects.order_by("id")[:PAGE]
         return JsonResponse({"endpoints": [endpoint_json(e) for e in rows]})
     body = read_json(request)
+    refuse_unstorable(body)
     url, secret, event_types = body.get("url"), body.get("secret"), body.get("eventTypes")
     errors = service.endpoint_errors(url, secret, event_types)
     for name, limit in (("tenantId", 40), ("description", 200), ("ownerEmail", 254)):
@@ -109,9 +111,15 @@ def deliveries(request: HttpRequest) -> HttpResponse:
     for param, field in (("endpoint", "endpoint_id"), ("status", "status"),
                          ("eventType", "event_type")):  # fmt: skip
         if value := request.GET.get(param):
-            if field == "endpoint_id" and not value.isdigit():
+            known = {"endpoint_id": None, "status": [s for s, _ in Delivery.STATUSES],
+                     "event_type": EVENT_TYPES}[field]  # fmt: skip
+            if field == "endpoint_id" and not (value.isascii() and value.isdigit()):
                 raise ApiError(400, "invalid_query", "endpoint must be an id",
                                fields=[{"field": "endpoint", "message": "must be an integer"}])  # fmt: skip
+            if known is not None and value not in known:
+                message = f"one of {', '.join(known)}"
+                raise ApiError(400, "invalid_query", f"{param}: {message}",
+                               fields=[{"field": param, "message": message}])  # fmt: skip
             rows = rows.filter(**{field: value})
     return JsonResponse({"deliveries": [delivery_json(d) for d in rows[:PAGE]]})
 

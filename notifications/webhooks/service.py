@@ -24,8 +24,13 @@ JOB_TYPE = "deliver-webhook"
 def endpoint_errors(url: Any, secret: Any, event_types: Any) -> list[dict[str, str]]:
     """What is wrong with an endpoint's fields, as `{field, message}` (API names)."""
     errors = []
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        # "http://[" raises here, "http://h:99999" at .port: refused now, not at delivery.
+        host = parts.hostname if parts is not None and parts.port != -1 else None
+    except ValueError:
+        parts = host = None
+    if parts is None or not host or parts.scheme not in ("http", "https"):
         errors.append({"field": "url", "message": "must be an http:// or https:// URL"})
     elif len(url) > 2000:
         errors.append({"field": "url", "message": "must be at most 2000 characters"})

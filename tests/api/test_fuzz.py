@@ -64,7 +64,7 @@ def operations() -> list[tuple[str, str]]:
     from tasks.api.openapi import build_document
 
     return [(method.upper(), path) for path, item in build_document()["paths"].items()
-            for method in item if method in ("get", "post", "delete")]  # fmt: skip
+            for method in item if method in ("get", "post", "patch", "delete")]  # fmt: skip
 
 
 # One test per operation and mode. (schemathesis' own pytest plugin needs pytest < 9.)
