@@ -1,7 +1,8 @@
 """The caller's in-app inbox: GET /api/v1/notifications, POST .../{id}/read, POST .../read-all.
 
 Authentication, scopes and JSON errors are the platform's (`api_view`, docs/api.md): a
-token whose owner is the user (read scope to list, write to mark), or a staff session. The
+token whose owner is the user (read scope to list, write to mark), or the user's own
+session, staff or not (`user_sessions=True`; marking needs the CSRF token). The
 inbox is always the caller's own: another user's item is 404, as one that does not exist.
 """
 
@@ -57,7 +58,7 @@ def _int(request: HttpRequest, name: str, default: int, low: int, high: int) -> 
     return value
 
 
-@api_view({"GET": API_READ})
+@api_view({"GET": API_READ}, user_sessions=True)
 def inbox(request: HttpRequest) -> HttpResponse:
     items = own_items(request)
     unread = request.GET.get("unread")
@@ -78,7 +79,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     })  # fmt: skip
 
 
-@api_view({"POST": API_WRITE})
+@api_view({"POST": API_WRITE}, user_sessions=True)
 def mark_read(request: HttpRequest, item_id: int) -> HttpResponse:
     item = own_items(request).filter(pk=item_id).first()
     if item is None:
@@ -89,7 +90,7 @@ def mark_read(request: HttpRequest, item_id: int) -> HttpResponse:
     return JsonResponse(item_json(item))
 
 
-@api_view({"POST": API_WRITE})
+@api_view({"POST": API_WRITE}, user_sessions=True)
 def mark_all_read(request: HttpRequest) -> HttpResponse:
     marked = own_items(request).filter(read_at__isnull=True).update(read_at=timezone.now())
     return JsonResponse({"marked": marked})

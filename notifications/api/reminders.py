@@ -3,6 +3,10 @@
 `POST` creates one, `PATCH` edits (reschedules, cancels with `{"active": false}`),
 `DELETE` removes it; every change goes through reminders.schedule(), so the occurrence
 that was due is never fired after it and the new one is enqueued. docs/notifications.md.
+
+A token (or a staff session) manages every reminder. A user's own session, not staff
+(`user_sessions=True`), sees and changes their own alone: `userId` is theirs (or left out),
+and `recipient` is refused, so that a user sends reminders to nobody else's address.
 """
 
 from __future__ import annotations
@@ -114,12 +118,36 @@ def _parse(key: str, value: Any) -> Any:
     raise ValueError("unknown field")
 
 
-@api_view({"GET": API_READ, "POST": API_WRITE})
+def visible(request: HttpRequest):
+    """The reminders the caller may see: all, or a user session's own."""
+    principal = request.api_principal
+    if principal.user_session:
+        return Reminder.objects.filter(user_id=principal.user_id)
+    return Reminder.objects.all()
+
+
+def _own_body(request: HttpRequest, body: dict[str, Any], creating: bool) -> dict[str, Any]:
+    """A user session's body: its own userId, no recipient (400 otherwise)."""
+    principal = request.api_principal
+    if not principal.user_session:
+        return body
+    errors = []
+    if "userId" in body and body["userId"] != principal.user_id:
+        errors.append({"field": "userId", "message": "a user's session makes its own reminders"})
+    if "recipient" in body:
+        errors.append({"field": "recipient", "message": "a user's reminders go to their own "
+                       "addresses"})  # fmt: skip
+    if errors:
+        raise _refuse(errors)
+    return {**body, "userId": principal.user_id} if creating else body
+
+
+@api_view({"GET": API_READ, "POST": API_WRITE}, user_sessions=True)
 def reminder_list(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        rows = Reminder.objects.order_by("id")[:PAGE]
+        rows = visible(request).order_by("id")[:PAGE]
         return JsonResponse({"reminders": [reminder_json(r) for r in rows]})
-    body = read_json(request)
+    body = _own_body(request, read_json(request), creating=True)
     missing = [{"field": k, "message": "required"} for k in ("template", "channels", "at")
                if k not in body]  # fmt: skip
     if missing:
@@ -136,24 +164,24 @@ def reminder_list(request: HttpRequest) -> HttpResponse:
     return JsonResponse(reminder_json(reminder), status=201)
 
 
-@api_view({"GET": API_READ, "PATCH": API_WRITE, "DELETE": API_WRITE})
+@api_view({"GET": API_READ, "PATCH": API_WRITE, "DELETE": API_WRITE}, user_sessions=True)
 def reminder_detail(request: HttpRequest, reminder_id: int) -> HttpResponse:
     if request.method == "GET":
-        return JsonResponse(reminder_json(_reminder(reminder_id)))
+        return JsonResponse(reminder_json(_reminder(request, reminder_id)))
     with transaction.atomic():  # the row locked against a firing job until we commit
-        reminder = Reminder.objects.select_for_update().filter(pk=reminder_id).first()
+        reminder = visible(request).select_for_update().filter(pk=reminder_id).first()
         if reminder is None:
             raise ApiError(404, "reminder_not_found", f"no reminder {reminder_id}")
         if request.method == "DELETE":
             reminder.delete()  # its pending job finds no row and does nothing
             return HttpResponse(status=204)
-        apply(reminder, read_json(request))
+        apply(reminder, _own_body(request, read_json(request), creating=False))
         reminders.schedule(reminder)
     return JsonResponse(reminder_json(reminder))
 
 
-def _reminder(reminder_id: int) -> Reminder:
-    reminder = Reminder.objects.filter(pk=reminder_id).first()
+def _reminder(request: HttpRequest, reminder_id: int) -> Reminder:
+    reminder = visible(request).filter(pk=reminder_id).first()
     if reminder is None:
         raise ApiError(404, "reminder_not_found", f"no reminder {reminder_id}")
     return reminder

@@ -1,6 +1,9 @@
 """Who is calling: a bearer token (scoped read or write) or a logged-in staff session.
 
-Nothing under /api/ answers without one of them. A request that carries an Authorization
+Nothing under /api/ answers without one of them. A view may also let in the session of a
+user who is not staff (`api_view(..., user_sessions=True)`): for views that serve the
+caller's own rows alone (the notifications inbox, reminders), so that a logged-in user
+reads their own without a token. Every other view refuses such a session (403). A request that carries an Authorization
 header is judged by it alone: a bad token is a 401 even when a session cookie came along.
 """
 
@@ -24,6 +27,9 @@ class Principal:
     scope: str
     token: ApiToken | None = None
     user: Any = None
+    #: A non-staff user's session (let in by `user_sessions=True`): it acts for that user
+    #: alone, so the view serves their own rows only.
+    user_session: bool = False
 
     @property
     def session(self) -> bool:
@@ -32,7 +38,7 @@ class Principal:
     @property
     def user_id(self) -> int | None:
         """Whom the caller acts for: a token's owner (None for a service's token), or the
-        session's staff user. Apps scope rows by it (catalog reports)."""
+        session's user. Apps scope rows by it (catalog reports, the inbox)."""
         return self.token.user_id if self.token is not None else self.user.pk
 
     def allows(self, scope: str) -> bool:
@@ -42,8 +48,9 @@ class Principal:
         return f"token {self.token.name}" if self.token else f"user {self.user}"
 
 
-def authenticate(request: HttpRequest) -> Principal:
-    """The caller, or ApiError 401 (no or bad credentials) / 403 (not staff)."""
+def authenticate(request: HttpRequest, user_sessions: bool = False) -> Principal:
+    """The caller, or ApiError 401 (no or bad credentials) / 403 (not staff, unless
+    `user_sessions` lets an active user's session in)."""
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, credentials = header.strip().partition(" ")
@@ -58,6 +65,8 @@ def authenticate(request: HttpRequest) -> Principal:
         return Principal(scope=token.scope, token=token)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
+        if user.is_active and not user.is_staff and user_sessions:
+            return Principal(scope=WRITE, user=user, user_session=True)
         if not (user.is_active and user.is_staff):
             raise ApiError(403, "staff_required", "the API is for staff users and API tokens")
         return Principal(scope=WRITE, user=user)

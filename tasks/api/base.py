@@ -35,8 +35,13 @@ __all__ = ["READ", "WRITE", "api_view", "parse_model", "query_int", "read_json"]
 _ID = re.compile(ID_PATTERN)
 
 
-def api_view(methods: dict[str, str]) -> Callable:
-    """Decorate a view; `methods` maps each HTTP method it answers to the scope it needs."""
+def api_view(methods: dict[str, str], *, user_sessions: bool = False) -> Callable:
+    """Decorate a view; `methods` maps each HTTP method it answers to the scope it needs.
+
+    `user_sessions=True` also lets in a logged-in user who is not staff (with the CSRF
+    token on unsafe methods, as staff sessions): only for a view that serves the caller's
+    own rows and checks `request.api_principal.user_session` where it must (docs/api.md).
+    """
     allowed = dict(methods)
     if "GET" in allowed:
         allowed.setdefault("HEAD", allowed["GET"])
@@ -45,7 +50,7 @@ def api_view(methods: dict[str, str]) -> Callable:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
-                principal = authenticate(request)
+                principal = authenticate(request, user_sessions)
                 needed = allowed.get(request.method or "")
                 if needed is None:
                     response = error_response(
@@ -75,6 +80,7 @@ def api_view(methods: dict[str, str]) -> Callable:
         # Bearer requests carry no cookie to forge; sessions are checked in check_csrf.
         wrapper.csrf_exempt = True  # type: ignore[attr-defined]
         wrapper.api_methods = allowed  # type: ignore[attr-defined]
+        wrapper.api_user_sessions = user_sessions  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

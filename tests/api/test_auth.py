@@ -199,6 +199,34 @@ def test_it_refuses_a_session_that_is_not_staff():
     assert_error(staff_client(staff=False).get("/api/v1/queues"), 403, "staff_required")
 
 
+#: The views that let in a non-staff user's session (`user_sessions=True`), for that
+#: user's own rows: the inbox and reminders (tests/notifications/test_user_sessions.py).
+USER_SESSION_VIEWS = {"notifications-inbox", "notifications-read", "notifications-read-all",
+                      "reminders", "reminder"}  # fmt: skip
+
+
+@pytest.mark.pure
+def test_only_the_inbox_and_reminders_let_in_a_user_session():
+    opened = {p.name for conf in API_URLCONFS for p in conf.urlpatterns
+              if getattr(p.callback, "api_user_sessions", False)}  # fmt: skip
+    assert opened == USER_SESSION_VIEWS
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "method", "scope"), ENDPOINTS)
+def test_every_other_endpoint_refuses_a_session_that_is_not_staff(url, method, scope):
+    from django.urls import resolve
+
+    # CSRF off: a refusal must be for who the user is, not for a missing token.
+    response = request(staff_client(staff=False, enforce_csrf=False), method, url)
+    if resolve(url).url_name in USER_SESSION_VIEWS:
+        assert response.status_code not in (401, 403), response.content[:300]
+    else:
+        assert response.status_code == 403
+        if method != "HEAD":
+            assert_error(response, 403, "staff_required")
+
+
 @pytest.mark.django_db
 def test_a_bearer_token_needs_no_csrf_and_beats_a_session_cookie(make_token):
     client = staff_client()
