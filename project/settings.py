@@ -554,6 +554,12 @@ ALERTS["WORKER_LOST"] = env.bool("ALERT_WORKER_LOST", default=True)
 #: Who is told: email addresses (comma-separated); webhook endpoints subscribe to
 #: alert.opened / alert.resolved themselves.
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+#: Operators emailed about dead jobs (failed past their attempts, `job.dead`), by the
+#: `webhook_events` loop: comma-separated addresses, none (off) by default. One digest per
+#: queue and job type per JOB_DEAD_DIGEST_SECONDS, however many die (docs/notifications.md).
+JOB_DEAD_EMAILS = env.list("JOB_DEAD_EMAILS", default=[])
+JOB_DEAD_DIGEST_SECONDS = env.int("JOB_DEAD_DIGEST_SECONDS", default=60,
+                                  validate=Range(min=1, max=86400))  # fmt: skip
 
 # --- SMS and WhatsApp (notifications/channels/sms.py, docs/notifications.md) ------------
 

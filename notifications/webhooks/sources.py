@@ -16,6 +16,7 @@ from django.db import transaction
 
 import tasks
 from catalog import outbox
+from notifications import dead_jobs
 from notifications.models import Endpoint
 from notifications.webhooks.service import JOB_TYPE, create_deliveries
 
@@ -42,14 +43,19 @@ def handle_job_events(events: list[tasks.Event]) -> int:
     wanted = {t for types in Endpoint.objects.filter(active=True).values_list("event_types", flat=True)
               for t in types}  # fmt: skip
     made = 0
+    emails = dead_jobs.enabled()
     with transaction.atomic():
         for event in events:
             types = [t for t in JOB_EVENTS.get(event.event, ()) if t in wanted]
-            if not types:
+            dead = emails and event.event == "failed"
+            if not types and not dead:
                 continue
             # One Redis round trip per subscribed event: the name and data are not on the stream.
             job = tasks.get_job(event.queue, event.job_id)
             data = job_payload(event, job)
+            if dead:  # the operators' email (notifications/dead_jobs.py)
+                dead_jobs.record(event.queue, data["name"] or "(unknown)", event.job_id,
+                                 data["failedReason"] or "")  # fmt: skip
             tenant = (job.data.get("tenantId") or job.data.get("tenant_id") or "") if job else ""
             for event_type in types:
                 event_id = f"job_{event.queue}_{event.id}_{event_type}"
@@ -87,8 +93,9 @@ def drain_outbox(limit: int = 100) -> int:
 
 def run(*, once: bool = False, block_ms: int = 1000, stop=lambda: False) -> dict[str, int]:
     """The loop: a batch of job events (waiting up to block_ms), then the outbox, until
-    `stop()` (or one turn, `once`). Returns the events and outbox rows handled."""
-    totals = {"jobEvents": 0, "outboxEvents": 0}
+    `stop()` (or one turn, `once`), sending the dead-job digests whose window closed.
+    Returns the events and outbox rows handled and the digests sent."""
+    totals = {"jobEvents": 0, "outboxEvents": 0, "deadJobDigests": 0}
 
     def one_batch():
         turns = iter([False])
@@ -100,5 +107,6 @@ def run(*, once: bool = False, block_ms: int = 1000, stop=lambda: False) -> dict
         )
         while (drained := drain_outbox()) > 0:
             totals["outboxEvents"] += drained
+        totals["deadJobDigests"] += dead_jobs.send_due()
         if once or stop():
             return totals

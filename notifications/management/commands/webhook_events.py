@@ -25,5 +25,6 @@ class Command(BaseCommand):
                 signal.signal(sig, lambda *_: stopping.append(True))
         totals = run(once=once, block_ms=block_ms, stop=lambda: bool(stopping))
         self.stdout.write(
-            f"job events: {totals['jobEvents']}, outbox events: {totals['outboxEvents']}"
+            f"job events: {totals['jobEvents']}, outbox events: {totals['outboxEvents']}, "
+            f"dead-job digests: {totals['deadJobDigests']}"
         )
