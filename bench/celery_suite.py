@@ -78,7 +78,9 @@ OUTCOMES = ["passed", "failed", "error", "skipped", "xfailed"]
 #: When a test has several junit entries (a failed subtest, a teardown error), the worst
 #: one is its outcome.
 RANK = {"failed": 6, "error": 5, "passed": 3, "xfailed": 2, "skipped": 1, "not run": 0}
-BROKER_DB, BACKEND_DB = 0, 1
+#: Both on database 0, as in Celery's own runs (`redis://`): test_chord_on_error reads the
+#: chord's result key through get_redis_connection(), which knows no database number.
+BROKER_DB, BACKEND_DB = 0, 0
 
 
 def log(msg: str) -> None:
@@ -190,7 +192,10 @@ def jobyard_env(port: int, settings: str, keep_logging: bool) -> dict[str, str]:
         # The project's own Redis (registry keys, bells, heartbeats) is the broker's database,
         # as in production (CELERY_BROKER_URL = REDIS_URL).
         REDIS_URL=f"redis://127.0.0.1:{port}/{BROKER_DB}",
-        LOG_LEVEL="WARNING",
+        # No PostgreSQL: nothing in the suite's worker needs one, and a developer's own
+        # database must not be reached. A closed loopback port refuses at once (the result
+        # backend's archive lookup answers "unknown" then, as it does in any tool).
+        DATABASE_URL="postgres://jobyard@127.0.0.1:9/jobyard",
     )
     if keep_logging:
         env["CELERY_SUITE_KEEP_LOGGING"] = "1"
@@ -201,8 +206,9 @@ _PREFLIGHT = """
 import json, sys
 import django
 django.setup()
+from kombu import transport
 from kombu.utils.imports import symbol_by_name
-out = {}
+out = {"redis_alias": transport.TRANSPORT_ALIASES.get("redis")}
 for what, path in (("transport", sys.argv[1]), ("backend", sys.argv[2])):
     if not path:
         continue
@@ -213,14 +219,19 @@ for what, path in (("transport", sys.argv[1]), ("backend", sys.argv[2])):
         out[what] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(out))
 """
+STOCK_REDIS_TRANSPORT = "kombu.transport.redis:Transport"
 
 
 def resolve_jobyard(
     args: argparse.Namespace, env: dict[str, str]
 ) -> tuple[str | None, str | None, list[str]]:
-    """The transport and backend of the Jobyard run, after checking they import (with Django
-    set up); notes say which defaults were replaced and why."""
-    transport = None if args.transport == "url" else args.transport
+    """The transport and backend of the Jobyard run, after checking that they import with
+    Django set up; the notes say what `auto` chose or which default was replaced, and why.
+
+    Transport `auto`: when the project maps the `redis://` scheme to a transport of its own
+    once Django is set up (kombu's TRANSPORT_ALIASES), the URL alone names it, as in a
+    deployment; otherwise `broker_transport` names DEFAULT_TRANSPORT by path."""
+    transport = {"url": None, "auto": DEFAULT_TRANSPORT}.get(args.transport, args.transport)
     backend = None if args.backend == "stock" else args.backend
     result = subprocess.run(
         [sys.executable, "-c", _PREFLIGHT, transport or "", backend or ""],
@@ -232,21 +243,21 @@ def resolve_jobyard(
     )
     if result.returncode != 0:
         raise SystemExit(f"Django does not set up for the Jobyard run:\n{result.stderr[-3000:]}")
-    errors = json.loads(result.stdout.strip().splitlines()[-1])
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    alias = found.get("redis_alias") or STOCK_REDIS_TRANSPORT
     notes = []
-    if transport and errors.get("transport"):
-        if args.transport != DEFAULT_TRANSPORT:
-            raise SystemExit(f"--transport {transport} does not import: {errors['transport']}")
-        notes.append(
-            f"transport {transport} does not import ({errors['transport']}); "
-            "the broker URL's scheme decides (after Django setup)"
-        )
+    if args.transport == "auto" and alias != STOCK_REDIS_TRANSPORT:
+        notes.append(f"transport: the project maps redis:// to {alias}; the URL names it")
         transport = None
-    if backend and errors.get("backend"):
+    elif transport and found.get("transport"):
+        raise SystemExit(f"transport {transport} does not import: {found['transport']}")
+    elif transport is None and alias == STOCK_REDIS_TRANSPORT:
+        notes.append("transport: redis:// is kombu's own here: this run is stock kombu")
+    if backend and found.get("backend"):
         if args.backend != DEFAULT_BACKEND:
-            raise SystemExit(f"--backend {backend} does not import: {errors['backend']}")
+            raise SystemExit(f"--backend {backend} does not import: {found['backend']}")
         notes.append(
-            f"backend {backend} does not import ({errors['backend']}); "
+            f"backend {backend} does not import ({found['backend']}); "
             "the stock Redis backend is used"
         )
         backend = None
@@ -268,6 +279,7 @@ def run_suite(
     reruns: bool,
     extra: list[str],
     redis_client: Any,
+    ignore_marks: bool = False,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     junit, reports, used = out_dir / "junit.xml", out_dir / "reports.jsonl", out_dir / "used.json"
@@ -280,6 +292,8 @@ def run_suite(
         (tree / "integration-tests-config.json").write_text(json.dumps(override, indent=2))
     redis_client.flushall()
     env = dict(env, CELERY_SUITE_USED=str(used), CELERY_SUITE_REPORTS=str(reports))
+    if ignore_marks:
+        env["CELERY_SUITE_IGNORE_TIMEOUT_MARKS"] = "1"
     cmd = [
         sys.executable,
         "-m",
@@ -360,7 +374,7 @@ def key_census(client: Any, top: int = 12) -> dict[str, Any]:
     """What a run left in Redis, per database: key count and the commonest key shapes
     (ids and numbers replaced), e.g. an ephemeral reply queue's bell that nothing removes."""
     census: dict[str, Any] = {}
-    for db in (BROKER_DB, BACKEND_DB):
+    for db in sorted({BROKER_DB, BACKEND_DB}):
         conn = client.connection_pool.connection_kwargs
         r = type(client)(host=conn.get("host", "127.0.0.1"), port=conn["port"], db=db)
         shapes: Counter[str] = Counter()
@@ -428,6 +442,8 @@ def parse_junit(path: Path, files: list[str]) -> dict[str, dict[str, Any]]:
         return {}
     tests: dict[str, dict[str, Any]] = {}
     for case in root.iter("testcase"):
+        if not case.get("name"):
+            continue  # the test an interrupt cut short: it has no outcome
         file, test_id = _junit_id(case, files)
         found = []
         for child in case:
@@ -528,7 +544,9 @@ def render(report: dict[str, Any]) -> str:
         f"{report['machine']['load_start']} -> {report['machine']['load_end']}; "
         f"git {report['git']['head']}{' (dirty)' if report['git']['dirty'] else ''}",
         f"per-test timeout {report['timeout_s']} s (the suite's own marks win), budget "
-        f"{report['budget_s']} s, reruns {'on' if report['reruns'] else 'off'}",
+        f"{report['budget_s']} s, reruns {'on' if report['reruns'] else 'off'}"
+        + (", the suite's timeout marks dropped" if report.get("ignore_timeout_marks") else "")
+        + (f", pytest args {' '.join(report['pytest_args'])}" if report.get("pytest_args") else ""),
         "",
     ]
     for run in runs.values():
@@ -610,9 +628,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--transport",
-        default=DEFAULT_TRANSPORT,
-        help=f"Jobyard run's broker_transport (default {DEFAULT_TRANSPORT}); "
-        "'url' to let the broker URL's scheme choose, after Django setup",
+        default="auto",
+        help="Jobyard run's transport: a class path set as broker_transport; 'url' to let "
+        "the broker URL's scheme choose after Django setup; 'auto' (default): 'url' when "
+        f"the project maps redis:// to a transport of its own, else {DEFAULT_TRANSPORT}",
     )
     parser.add_argument(
         "--backend",
@@ -643,6 +662,12 @@ def main(argv: list[str] | None = None) -> int:
         help="files of t/integration to run (default: %(default)s)",
     )
     parser.add_argument("--only", choices=["stock", "jobyard"], help="run one configuration")
+    parser.add_argument(
+        "--ignore-timeout-marks",
+        action="store_true",
+        help="drop the suite's own timeout marks, so --timeout bounds every test "
+        "(diagnosis: how long a test its mark cuts short really takes)",
+    )
     parser.add_argument(
         "--timeout",
         type=int,
@@ -732,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.reruns,
                 extra,
                 client,
+                ignore_marks=args.ignore_timeout_marks,
             )
     finally:
         server.stop()
@@ -743,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_s": args.timeout,
         "budget_s": args.budget,
         "reruns": args.reruns,
+        "ignore_timeout_marks": args.ignore_timeout_marks,
         "pytest_args": extra,
         "versions": {
             "celery": version,
