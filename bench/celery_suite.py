@@ -12,21 +12,23 @@
    pytest-rerunfailures with --reruns), at the versions the sdist's requirements pin.
 2. Starts a private redis-server on a free loopback port (project/localdev.py's
    RedisServer) and runs the suite twice on it, flushed before each run:
-   stock   - TEST_BROKER=redis://127.0.0.1:PORT/0, TEST_BACKEND=redis://127.0.0.1:PORT/1;
-   jobyard - the same URLs, Jobyard's transport named through `broker_transport` in the
-             suite's integration-tests-config.json override (read by t/integration/
-             conftest.py's celery_config fixture from pytest's rootdir), Django set up
-             first, and Jobyard's result backend behind the `redis://` scheme when
-             importable (see bench/celery_suite_plugin.py).
+   stock   - TEST_BROKER=redis://127.0.0.1:PORT/0, TEST_BACKEND=redis://127.0.0.1:PORT/0;
+   jobyard - the same URLs, Django set up first, Jobyard's transport (named through
+             `broker_transport` in the suite's integration-tests-config.json override,
+             read by t/integration/conftest.py's celery_config fixture from pytest's
+             rootdir; or by the URL alone when the project maps redis:// to it), and
+             Jobyard's result backend behind the `redis://` scheme when importable (see
+             bench/celery_suite_plugin.py).
 3. Each run is `pytest t/integration/test_tasks.py t/integration/test_canvas.py
    -p celery.contrib.pytest -p pytest_timeout --timeout=N --junitxml=...` (plugin
    autoloading off, so only what the suite needs is loaded); the junit XML is parsed per
    test, and a side-by-side table (counts per file and configuration, durations, every test
    whose outcome differs with the first line of its failure) is printed and written to
    bench/results/celery-suite-<date>.txt and .json.
-4. Bounded: a per-test timeout (the suite's own timeout marks win where it sets them) and an
-   overall budget shared by the two runs; a run that reaches its share is interrupted
-   (SIGINT, so pytest still writes its junit XML), and what it ran is kept.
+4. Bounded: a per-test timeout (300 s; the suite's own timeout marks win where it sets
+   them) and an overall budget shared by the two runs (3000 s; a full comparison takes
+   about 40 minutes on 2 cores); a run that reaches its share is interrupted (SIGINT, so
+   pytest still writes its junit XML), and what it ran is kept.
 
 See docs/celery-suite.md for the figures and the explanation of each difference.
 """
@@ -707,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = dt.datetime.now()
     stamp = started_at.strftime("%Y%m%d-%H%M%S")
     load_start = [round(x, 2) for x in os.getloadavg()]
+    git_at_start = _git()
     deadline = time.monotonic() + args.budget
     redis_dir = Path(tempfile.mkdtemp(prefix="jobyard-celery-suite-"))
     server = RedisServer(free_port(), redis_dir)
@@ -784,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_start": load_start,
             "load_end": [round(x, 2) for x in os.getloadavg()],
         },
-        "git": _git(),
+        "git": git_at_start,
         "notes": notes,
         "runs": runs,
         "counts": {name: counts(run, args.files) for name, run in runs.items()},
