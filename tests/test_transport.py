@@ -366,3 +366,11 @@ def test_bells_are_bounded_however_many_messages_wait():
     for _ in range(5):
         app.send_task(f"t-echo.{QUEUE}", kwargs={})
     assert get_redis().llen(keys.bell(QUEUE)) == keys.BELLS_KEPT
+
+
+def test_a_reply_queue_gets_no_bell_that_would_outlive_it(worker):
+    """`celery inspect` replies go to a client's queue read without acks (kombu's stock path,
+    which pops no bell): its bell expires instead of staying, one key per client."""
+    assert app.control.ping(timeout=1)
+    bells = get_redis().keys(f"{keys.prefix()}*.reply.celery.pidbox:bell")
+    assert bells and all(0 < get_redis().pttl(bell) <= 60_000 for bell in bells)

@@ -68,6 +68,10 @@ GLOBAL_KEYPREFIX_REFUSED = (
 )
 
 
+#: How long the bell of a queue outside JOBYARD_QUEUES outlives its last message.
+BELL_TTL_MS = 60_000
+
+
 class QoS(kombu_redis.QoS):
     """kombu's ack emulation, minus the round trips take.lua already made.
 
@@ -351,6 +355,11 @@ class Channel(kombu_redis.Channel):
                     pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
             pipe.lpush(keys.bell(queue), 1)
             pipe.ltrim(keys.bell(queue), 0, keys.BELLS_KEPT - 1)
+            if queue not in settings.JOBYARD_QUEUES:
+                # A queue of no worker's (a `celery inspect` client's reply queue, read
+                # without acks on kombu's stock path, which never pops a bell): its bell
+                # goes with it instead of staying behind, one key per client.
+                pipe.pexpire(keys.bell(queue), BELL_TTL_MS)
             pipe.execute()
 
     def basic_cancel(self, consumer_tag: str) -> Any:
