@@ -132,12 +132,14 @@ def test_sigterm_lets_a_running_job_finish_and_takes_no_new_one(start_worker):
 def test_a_job_cut_off_by_the_shutdown_grace_is_not_lost(start_worker):
     worker = start_worker([QUEUE], concurrency=1, env={"WORKER_SHUTDOWN_GRACE": "1"})
     k = key()
-    job = enqueue(f"t-sleep.{QUEUE}", {"seconds": 4, "key": k})
+    job = enqueue(f"t-sleep.{QUEUE}", {"seconds": 12, "key": k})
     wait_for(lambda: runs(k) == 1, message="the job to start")
     started = time.monotonic()
     worker.process.terminate()
     worker.process.wait(30)
-    assert time.monotonic() - started < 4  # cut off after the grace, not waited for
+    # Cut off after the 1 s grace, not waited for: the job alone would hold it 12 s (the
+    # margin is for a loaded machine, not a speed target).
+    assert time.monotonic() - started < 9
     start_worker([QUEUE], concurrency=1)
-    assert job.wait_until_finished(timeout=30) == 4
+    assert job.wait_until_finished(timeout=45) == 12
     assert runs(k) == 2
