@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 import tasks
 from catalog import outbox
 from notifications import dead_jobs
 from notifications.models import Endpoint
+from notifications.notify import notify
 from notifications.webhooks.service import JOB_TYPE, create_deliveries
 
 #: The consumer group reading the job events.
@@ -88,7 +90,19 @@ def drain_outbox(limit: int = 100) -> int:
         for event in events:
             create_deliveries(event["type"], f"outbox_{event['key']}", event["payload"],
                               event["tenantId"])  # fmt: skip
+            if event["type"] == "report.ready":
+                tell_requester(event["payload"])
     return len(events)
+
+
+def tell_requester(payload: dict[str, Any]) -> None:
+    """A report is ready: its requester hears of it in the inbox and by email (when the
+    account has an address), in the outbox row's transaction, so once."""
+    requester = User.objects.filter(pk=payload.get("userId"), is_active=True).first()
+    if requester is None:
+        return
+    channels = ["inapp", "email"] if requester.email else ["inapp"]
+    notify([requester], "report-ready", payload, channels=channels)
 
 
 def run(*, once: bool = False, block_ms: int = 1000, stop=lambda: False) -> dict[str, int]:

@@ -269,6 +269,25 @@ def test_outbox_rows_become_deliveries_and_are_marked_delivered(receiver, webhoo
     assert not Delivery.objects.filter(endpoint=other).exists()  # another tenant's endpoint
 
 
+@real
+def test_a_ready_report_tells_its_requester_once():
+    """report.ready from the catalog's outbox: the requester's inbox and email, once."""
+    from django.contrib.auth.models import User
+
+    from notifications.models import Message
+
+    ada = User.objects.create(username="ada-reports", email="ada@example.test")
+    payload = {"reportId": 7, "userId": ada.pk, "reportType": "comet-catalog", "format": "csv",
+               "rows": 3, "size": 99, "url": "/api/v1/reports/7/file"}  # fmt: skip
+    OutboundEvent.objects.create(type="report.ready", tenant_id="", key="report.ready:7",
+                                 payload=payload)  # fmt: skip
+    call_command("webhook_events", "--once", "--block-ms", "10")
+    call_command("webhook_events", "--once", "--block-ms", "10")  # handled once, not twice
+    told = Message.objects.filter(template="report-ready", user=ada)
+    assert sorted(told.values_list("channel", flat=True)) == ["email", "inapp"]
+    assert "/api/v1/reports/7/file" in told.get(channel="email").body
+
+
 # --- the SSRF guard, in this process ----------------------------------------------------------
 
 
