@@ -13,14 +13,12 @@ Where each answer of the HTTP provider is decided (STYLE.md, lesson 4):
 
 from __future__ import annotations
 
-import time
-from email.utils import parsedate_to_datetime
-
 import httpx
 import structlog
 from django.conf import settings
 
 from notifications.channels import DeliveryError
+from notifications.retry_after import retry_after_ms as read_retry_after
 
 log = structlog.get_logger("jobyard.notifications.sms")
 
@@ -38,20 +36,8 @@ class ConsoleProvider:
 
 
 def retry_after_ms(value: str | None, now: float | None = None) -> int | None:
-    """Milliseconds a Retry-After header asks for (seconds or an HTTP date), capped at
-    SMS_MAX_RETRY_AFTER_SECONDS."""
-    if not value:
-        return None
-    cap = settings.SMS_MAX_RETRY_AFTER_SECONDS * 1000
-    value = value.strip()
-    if value.isdigit():
-        return min(int(value) * 1000, cap)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    wait = when.timestamp() - (now if now is not None else time.time())
-    return min(max(0, round(wait * 1000)), cap)
+    """Milliseconds a Retry-After header asks for, capped at SMS_MAX_RETRY_AFTER_SECONDS."""
+    return read_retry_after(value, settings.SMS_MAX_RETRY_AFTER_SECONDS, now)
 
 
 class HttpProvider:

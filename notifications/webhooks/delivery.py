@@ -21,8 +21,6 @@ import json
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin
@@ -36,6 +34,7 @@ from django.utils import timezone
 
 from notifications.models import Delivery, DeliveryAttempt, Endpoint
 from notifications.notify import notify
+from notifications.retry_after import retry_after_ms as read_retry_after
 from notifications.webhooks import guard, signing
 from tasks import PermanentError, RetryAfter
 
@@ -121,21 +120,8 @@ def _send(client: httpx.Client, target: guard.Target, headers: dict[str, str],
 
 
 def retry_after_ms(value: str | None, now: float | None = None) -> int | None:
-    """Milliseconds a Retry-After header asks for (seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    cap = settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS * 1000
-    value = value.strip()
-    if value.isdigit():
-        return min(int(value) * 1000, cap)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    wait = when.timestamp() - (now if now is not None else time.time())
-    return min(max(0, round(wait * 1000)), cap)
+    """Milliseconds a Retry-After header asks for, capped at WEBHOOK_MAX_RETRY_AFTER_SECONDS."""
+    return read_retry_after(value, settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS, now)
 
 
 def deliver(delivery_id: int, *, attempt: int = 1, last: bool = True) -> dict[str, Any]:
