@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import common
 from bench.catalog_import import current_rss_mb, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,18 +73,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child)))
         return
-    sys.path.insert(0, str(ROOT))
-    from project.localdev import private_services
-
-    with private_services("jobyard-bench-reports-") as (redis, postgres, tmp):
-        env = {**os.environ, "DATABASE_URL": postgres.url(), "REDIS_URL": redis.url,
-               "DJANGO_SETTINGS_MODULE": "project.settings", "DEBUG": "false",
-               "SECRET_KEY": "bench-only-secret-key-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-               "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING",
-               "MEDIA_ROOT": str(tmp / "media")}  # fmt: skip
-        (tmp / "media").mkdir()
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                       check=True)  # fmt: skip
+    with common.migrated_private_services("jobyard-bench-reports-", ROOT) as (env, tmp):
         results = []
         for rows in args.rows:
             out = subprocess.run([sys.executable, "-m", "bench.catalog_report", "--child", str(rows)],

@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -233,3 +233,24 @@ def drain_figures(n: int, spawned: float, first: float, end: float) -> dict[str,
         "startup_s": first - spawned,
         "jobs_per_s_incl_startup": n / (end - spawned),
     }
+
+
+@contextlib.contextmanager
+def migrated_private_services(prefix: str, root: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """A private Redis and PostgreSQL (project/localdev.py), migrated, and the environment a
+    child process runs the project against them with (production-like settings, MEDIA_ROOT
+    in the temporary folder); stopped on exit. For the memory benches, whose figures come
+    from a fresh child process per size."""
+    sys.path.insert(0, str(root))
+    from project.localdev import private_services
+
+    with private_services(prefix) as (redis_server, postgres, tmp):
+        env = {**os.environ, "DATABASE_URL": postgres.url(), "REDIS_URL": redis_server.url,
+               "DJANGO_SETTINGS_MODULE": "project.settings", "DEBUG": "false",
+               "SECRET_KEY": "bench-only-secret-key-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
+               "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING",
+               "MEDIA_ROOT": str(tmp / "media")}  # fmt: skip
+        (tmp / "media").mkdir()
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env,
+                       check=True)  # fmt: skip
+        yield env, tmp
