@@ -41,14 +41,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def queue_action(request: HttpRequest, queue: str, action: str) -> HttpResponse:
-    """Pause or resume a queue (POST, CSRF-checked, staff only through admin_view)."""
-    if action not in ("pause", "resume"):
+    """Pause, resume or recover the stalled jobs of a queue (POST, CSRF-checked, staff only
+    through admin_view)."""
+    if action not in ("pause", "resume", "recover-stalled"):
         raise Http404("unknown queue action")
     try:
         target = Queue(queue)
     except UnknownQueue:
         raise Http404("unknown queue") from None
-    if action == "pause":
+    if action == "recover-stalled":
+        ids = target.recover_stalled()
+        messages.success(
+            request,
+            f"Queue {queue}: {len(ids)} stalled job(s) (their worker's "
+            "lock expired) sent again; jobs of live workers left alone.",
+        )
+    elif action == "pause":
         target.pause()
         messages.success(request, f"Queue {queue} paused: workers start none of its jobs.")
     else:

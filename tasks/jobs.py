@@ -121,7 +121,7 @@ def schedule_recurring(job: Job, key: str, target: str, pattern: str,
                        params: dict[str, Any], timezone: str | None, options: dict[str, Any],
                        misfire: str) -> dict[str, Any]:  # fmt: skip
     """Install a schedule through the job system (the trigger API, the CLI, the admin)."""
-    from tasks.scheduling.service import next_run
+    from tasks.scheduling.service import epoch_ms, next_run
 
     spec = split_pattern(pattern)
     try:
@@ -132,4 +132,4 @@ def schedule_recurring(job: Job, key: str, target: str, pattern: str,
 
         raise PermanentError(str(exc)) from exc
     upcoming = next_run(task)
-    return {"key": key, "created": created, "next": upcoming.isoformat() if upcoming else None}
+    return {"key": key, "created": created, "next": epoch_ms(upcoming)}

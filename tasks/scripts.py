@@ -292,9 +292,12 @@ def promote(queues: Sequence[str], limit: int = 1000) -> Promoted:
     return Promoted(*_run("promote", _maxlen(), limit, *queues))
 
 
-def stalled(queue: str, max_stalled: int, keep: int, age_ms: int = 0) -> list[str]:
-    """Active jobs whose lock expired: sent again, or failed past `max_stalled`; their ids."""
-    return [_text(i) for i in _run("stalled", queue, max_stalled, _maxlen(), keep, age_ms)]
+def stalled(queue: str, max_stalled: int, keep: int, age_ms: int = 0,
+            fail: bool = False) -> list[str]:  # fmt: skip
+    """Active jobs whose lock expired: sent again, or failed past `max_stalled` (or all of
+    them failed, with `fail`); their ids."""
+    mode = "fail" if fail else "requeue"
+    return [_text(i) for i in _run("stalled", queue, max_stalled, _maxlen(), keep, age_ms, mode)]
 
 
 def reconcile(queues: Sequence[str], grace_ms: int, limit: int = 1000) -> list[str]:

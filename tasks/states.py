@@ -12,6 +12,13 @@ STATES = ("waiting", "delayed", "active", "completed", "failed", "paused")
 FINISHED = ("completed", "failed")
 #: States `Queue.clean` may remove from: an active job is held by its worker, never cleaned.
 CLEANABLE = ("completed", "failed", "delayed", "waiting", "paused")
+#: What a request to clean active jobs is told: the safe fix for stuck ones instead.
+ACTIVE_NOT_CLEANABLE = (
+    "active jobs are never cleaned (a live worker may be running them); to fix stuck "
+    "active jobs use recover-stalled (API: POST /api/v1/queues/{queue}/recover-stalled, "
+    "CLI: jobs recover-stalled QUEUE [--fail], admin: the dashboard's Recover stalled), "
+    "which sends again, or fails, only the jobs whose worker's lock expired"
+)
 #: The archive's states: the registry's, with `paused` archived as `waiting` (pause is the
 #: queue's state, and no per-job event says when it ends), plus `cancelled` (a waiting or
 #: delayed job cancelled by an operator).

@@ -26,12 +26,12 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from tasks import job_types
 from tasks.api import schemas as s
 from tasks.api.base import READ, WRITE, api_view
-from tasks.api.views import CleanRequest
+from tasks.api.views import CleanRequest, RecoverRequest
 from tasks.options import ID_PATTERN, JobOptions
 from tasks.states import EVENTS
 
 #: The request bodies that are models of their own (job types add theirs).
-REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest)
+REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest, RecoverRequest)
 
 #: The apps' own paths (`tasks.api_paths`), each built with the document.
 _APP_PATHS: list[Callable[[Any], dict[str, Any]]] = []
@@ -238,6 +238,18 @@ class _Operations:
                                "(in settings order) unless `queue` says which"),
                         _query("queue", {"type": "string",
                                          "enum": list(settings.JOBYARD_QUEUES)})])},
+            "/api/admin/jobs/{queue}": {**queue, "get": op(
+                "adminQueue", "A queue: counts, recent jobs, schedules (the health "
+                "platform's path; the same as GET /api/v1/queues/{queue})", s.QueueDetail,
+                "the queue", errors=(404,))},
+            "/api/jobs/metrics": {"get": op(
+                "jobsMetrics", "Every queue's counts per state (the pricing engine's path)",
+                s.QueueCountsByName, "counts by queue name")},
+            "/api/v1/jobs/{queue}/stats": {**queue, "get": op(
+                "jobQueueStats", "Counts per state (the API boilerplate's path; the same as "
+                "GET /api/v1/queues/{queue}/stats)", s.Counts, "counts", errors=(404,),
+                description="A job whose id is `stats` is read with GET "
+                "/api/admin/jobs/status?jobId=stats&queue=...")},
             "/api/v1/jobs/{queue}/{jobId}": {
                 **job_params,
                 "get": op("getJob", "One job", s.Job, "the job", errors=(404,)),
@@ -276,7 +288,13 @@ class _Operations:
                 body=self.body(CleanRequest, False), errors=(400, 404, 413, 415, 422),
                 scope=WRITE,
                 description="Removes up to `limit` jobs in `state` that are older than `grace` "
-                "ms (finishing time for completed/failed). Active jobs are never cleaned.")},
+                "ms (finishing time for completed/failed). Active jobs are never cleaned: "
+                "`state: active` is a 422 pointing at recover-stalled.")},
+            "/api/v1/queues/{queue}/recover-stalled": {**queue, "post": op(
+                "recoverStalled", "Fix stuck active jobs: those whose worker's lock expired "
+                "are sent again (or failed with `action: fail`); live ones are left alone",
+                s.QueueRecovered, "done", body=self.body(RecoverRequest, False),
+                errors=(400, 404, 413, 415, 422), scope=WRITE)},
             "/api/v1/workers": {"get": op("listWorkers", "Live workers", s.WorkerList,
                                           "workers")},
             "/api/v1/job-types": {"get": op(

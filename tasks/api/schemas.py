@@ -215,9 +215,9 @@ class Schedule(ApiModel):
     queue: str | None
     pattern: str = Field(description="cron fields or interval")
     timezone: str | None
-    next: str | None = Field(json_schema_extra={"format": "date-time"})
+    next: int | None = Field(description="epoch ms of the next run; null when none")
     enabled: bool
-    last_run_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    last_run_at: int | None = Field(description="epoch ms")
     last_job_id: str = Field(description="empty until it ran")
     last_error: str = Field(
         description="empty unless its last run failed to enqueue or the schedule is broken"
@@ -259,6 +259,19 @@ class QueueCleaned(ApiModel):
     state: Literal[CLEANABLE]  # type: ignore[valid-type]
     removed: int
     job_ids: list[str]
+
+
+class QueueRecovered(ApiModel):
+    queue: str
+    action: Literal["requeue", "fail"]
+    recovered: int
+    job_ids: list[str]
+
+
+class QueueCountsByName(ApiModel):
+    """The pricing engine's `GET /api/jobs/metrics`."""
+
+    metrics: dict[str, Counts]  # type: ignore[valid-type]
 
 
 # --- workers and job types ----------------------------------------------------------------
@@ -341,6 +354,6 @@ class StreamMessage(ApiModel):
 #: Every model a response (or a stream's data) is written through, for tasks.api.openapi.
 RESPONSES: tuple[type[BaseModel], ...] = (
     Error, Job, Status, TriggerCreated, TriggerExisting, JobRemoved, JobPage, QueueList,
-    QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried, QueueCleaned, WorkerList,
+    QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried, QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
     JobTypeList, JobEvent, StreamEnd, ErrorDetail, StreamMessage,
 )  # fmt: skip

@@ -32,7 +32,7 @@ from tasks.api.errors import ApiError, not_found
 from tasks.api.schemas import respond
 from tasks.options import parse_options
 from tasks.scheduling.service import list_schedules
-from tasks.states import CLEANABLE, STATES
+from tasks.states import ACTIVE_NOT_CLEANABLE, CLEANABLE, STATES
 
 #: How many jobs `recentJobs` (status) and each list of a queue's `recent` hold.
 RECENT_JOBS = 20
@@ -218,6 +218,13 @@ def queue_stats(request: HttpRequest, queue: str) -> HttpResponse:
 
 
 @api_view({"GET": READ})
+def jobs_metrics(request: HttpRequest) -> HttpResponse:
+    """The pricing engine's `GET /api/jobs/metrics`: every queue's counts per state."""
+    counts = {name: Queue(name).counts() for name in settings.JOBYARD_QUEUES}
+    return respond(schemas.QueueCountsByName, {"metrics": counts})
+
+
+@api_view({"GET": READ})
 def queue_jobs(request: HttpRequest, queue: str) -> HttpResponse:
     """A page of a queue's jobs: `?state=failed,completed&start=0&end=49`."""
     q = Queue(queue)
@@ -268,10 +275,34 @@ class CleanRequest(BaseModel):
 def queue_clean(request: HttpRequest, queue: str) -> HttpResponse:
     """Remove up to `limit` jobs in `state` older than `grace` ms (body optional)."""
     q = Queue(queue)
-    clean = parse_model(CleanRequest, read_json(request, required=False))
+    body = read_json(request, required=False)
+    if isinstance(body, dict) and body.get("state") == "active":
+        # The seeds' manual fix for stuck jobs; say what does it safely.
+        message = ACTIVE_NOT_CLEANABLE.replace("{queue}", queue)
+        raise ApiError(422, "invalid_request", f"state: {message}",
+                       fields=[{"field": "state", "message": message}])  # fmt: skip
+    clean = parse_model(CleanRequest, body)
     removed = q.clean(clean.grace, clean.limit, clean.state)
     return respond(schemas.QueueCleaned, {"queue": queue, "state": clean.state,
                                           "removed": len(removed), "jobIds": removed})  # fmt: skip
+
+
+class RecoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    action: Literal["requeue", "fail"] = Field(
+        default="requeue", description="send the stuck jobs again, or fail them (no retry)"
+    )
+
+
+@api_view({"POST": WRITE})
+def queue_recover_stalled(request: HttpRequest, queue: str) -> HttpResponse:
+    """Active jobs whose worker's lock expired: sent again now (or failed); live ones kept."""
+    q = Queue(queue)
+    recover = parse_model(RecoverRequest, read_json(request, required=False))
+    ids = q.recover_stalled(fail=recover.action == "fail")
+    return respond(schemas.QueueRecovered, {"queue": queue, "action": recover.action,
+                                            "recovered": len(ids), "jobIds": ids})  # fmt: skip
 
 
 # --- workers and job types ----------------------------------------------------------------

@@ -122,3 +122,16 @@ def throws(job: Job) -> None:
 # run on a worker that knows it.
 _doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
 exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
+
+
+@job_type("t-attempts", queue="default")
+def attempts_seen(job: Job, key: str) -> dict[str, Any]:
+    """Records what a running job reads of its attempts, and fails until its last one:
+    the API boilerplate's `if job.attemptsMade < job.opts.attempts` pattern."""
+    client = get_redis()
+    seen = {"attempts": job.attempts, "attemptsMade": job.attempts_made,
+            "optsAttempts": job.opts.get("attempts")}  # fmt: skip
+    client.rpush(key, __import__("json").dumps(seen))
+    if job.attempts_made + 1 < job.opts["attempts"]:
+        raise RuntimeError(f"attempt {job.attempts_made + 1} fails")
+    return seen

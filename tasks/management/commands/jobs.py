@@ -41,7 +41,7 @@ from tasks.management.cli import (
     when,
 )
 from tasks.scheduling.service import list_schedules
-from tasks.states import CLEANABLE, FINISHED, STATES
+from tasks.states import ACTIVE_NOT_CLEANABLE, CLEANABLE, FINISHED, STATES
 
 
 class Command(BaseCommand):
@@ -98,11 +98,21 @@ class Command(BaseCommand):
 
         p = command("clean", "remove old jobs of one state")
         p.add_argument("--queue", choices=queues, help="default: every queue")
+        # Not argparse choices: `--state active` deserves the way to fix stuck jobs.
         p.add_argument("--state", default="completed",
-                       choices=CLEANABLE)  # fmt: skip
+                       help=f"one of {', '.join(CLEANABLE)}; default completed")  # fmt: skip
         p.add_argument("--grace", type=int, default=0, metavar="MS",
                        help="only jobs older than MS ms (default 0: all of them)")  # fmt: skip
         p.add_argument("--limit", type=int, default=1000, help="per queue; default 1000")
+
+        p = command(
+            "recover-stalled",
+            "fix stuck active jobs: those whose worker's lock "
+            "expired are sent again (or failed, --fail); live ones are left alone",
+        )
+        p.add_argument("queue", choices=queues, metavar="QUEUE")
+        p.add_argument("--fail", action="store_true",
+                       help="fail them (no retry) instead of sending them again")  # fmt: skip
 
         for name, text in (("pause", "stop workers starting QUEUE's jobs (jobs are still "
                                      "accepted)"), ("resume", "start QUEUE again")):  # fmt: skip
@@ -285,12 +295,26 @@ class Command(BaseCommand):
 
     def cmd_clean(self, queue: str | None, state: str, grace: int, limit: int, as_json: bool,
                   **_: Any) -> None:  # fmt: skip
+        if state == "active":
+            raise bad_input("--state: " + ACTIVE_NOT_CLEANABLE.replace("{queue}", queue or "QUEUE"))
+        if state not in CLEANABLE:
+            raise bad_input(f"--state: must be one of {', '.join(CLEANABLE)}, not {state!r}")
         if grace < 0 or limit < 1:
             raise bad_input("--grace must be >= 0 and --limit >= 1")
         removed = {name: Queue(name).clean(grace, limit, state) for name in self._queues(queue)}
         total = sum(len(ids) for ids in removed.values())
         self.out(as_json, {"state": state, "removed": removed, "total": total},
                  f"removed {total} {state} job(s)")  # fmt: skip
+
+    def cmd_recover_stalled(self, queue: str, fail: bool, as_json: bool, **_: Any) -> None:
+        ids = Queue(queue).recover_stalled(fail=fail)
+        action = "fail" if fail else "requeue"
+        done = "failed" if fail else "sent again"
+        self.out(
+            as_json,
+            {"queue": queue, "action": action, "recovered": len(ids), "jobIds": ids},
+            f"{len(ids)} stalled job(s) of {queue} {done}" + "".join(f"\n  {i}" for i in ids),
+        )
 
     def cmd_pause(self, queue: str, as_json: bool, **_: Any) -> None:
         Queue(queue).pause()
@@ -313,7 +337,7 @@ class Command(BaseCommand):
         found = list_schedules(queue)
         # A broken schedule (its pattern never fires, its parameters no longer fit) has no
         # next run and says why in the last column.
-        rows = [[s["key"], s["jobType"], s["queue"], s["pattern"], s["next"] or "-",
+        rows = [[s["key"], s["jobType"], s["queue"], s["pattern"], when(s["next"]) or "-",
                  "" if s["enabled"] else "disabled", s["lastError"]] for s in found]  # fmt: skip
         self.out(as_json, found,
                  table(["key", "job type", "queue", "pattern", "next run", "", "error"], rows)
