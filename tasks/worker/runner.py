@@ -274,12 +274,15 @@ def execute(
 
 def record_failure(
     queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, delay: int,
-    fields: dict[str, Any],
+    fields: dict[str, Any], expired: bool = False,
 ) -> str:  # fmt: skip
     """Record a failed attempt (fields name the job and attempt): 'retrying' in `delay` ms,
-    'failed' (delay -1), or 'lost' when `token` no longer holds the job."""
+    'failed' (delay -1), or 'lost' when `token` no longer holds the job. `expired`: its
+    Celery message was past its `expires` (counted as such in /metrics)."""
     keep, age = job_opts.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
-    outcome = scripts.fail(queue, fields["job_id"], token, reason, stack, delay, keep, age)
+    outcome = scripts.fail(
+        queue, fields["job_id"], token, reason, stack, delay, keep, age, expired=expired
+    )
     if outcome is None:
         log.warning("job_lock_lost", **fields, reason=reason)
         return "lost"
