@@ -86,8 +86,12 @@ def _totals(queues: list[str]) -> Iterator[Metric]:
             f"{PREFIX}_jobs_{counter}", words, labels=["queue", "job_type"]
         )
         for queue in queues:
-            # Declared types start at 0, so that rate() sees their first increment.
-            seen = {name: 0 for name in declared.get(queue, [])}
+            # Declared types start at 0, so that rate() sees their first increment, and so
+            # does every type another counter of the queue has seen: each counter has the
+            # same series, so that rules may add or divide them (completed + failed).
+            seen = dict.fromkeys(declared.get(queue, []), 0)
+            for other in counted[queue].values():
+                seen.update(dict.fromkeys(other, 0))
             seen.update(counted[queue][counter])
             for name, value in sorted(seen.items()):
                 family.add_metric([queue, name], value)

@@ -34,6 +34,7 @@ def scrape(client) -> dict[str, dict[tuple, float]]:
 def samples(text: str) -> dict[str, dict[tuple, float]]:
     found: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
+        found.setdefault(family.name, {})  # described, even with no sample yet
         for s in family.samples:
             found.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
     return found
@@ -156,3 +157,28 @@ def test_a_mixed_run_scrapes_as_the_registry_counts_and_passes_promtool(start_wo
     assert all(v == 1 for v in found["jobyard_scrape_section_up"].values()), found[
         "jobyard_scrape_section_up"]  # fmt: skip
     promtool_check(text)
+
+
+@pytest.mark.django_db
+def test_the_rules_the_dashboard_and_the_keda_example_name_only_metrics_it_exposes(reader):
+    import json
+    import re
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    exposed = set(scrape(reader))
+    texts = {
+        "rules": (deploy / "alerts" / "prometheus-rules.yaml").read_text(),
+        "keda": (deploy / "k8s" / "worker-keda.yaml").read_text(),
+        "dashboard": " ".join(
+            t["expr"]
+            for p in json.loads((deploy / "grafana" / "jobyard.json").read_text())["panels"]
+            for t in p["targets"]
+        ),
+    }
+    for where, text in texts.items():
+        named = set(re.findall(r"\bjobyard_[a-z_]+", text))
+        assert named, where
+        # A histogram is queried by its _bucket series, which every scrape has once observed.
+        missing = {n for n in named if n not in exposed and not n.endswith("_bucket")}
+        assert not missing, (where, missing)
