@@ -266,6 +266,9 @@ JOBYARD = {
     ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
+    # Warn (and /readyz says degraded) when Redis's AOF is off: in production (DEBUG off)
+    # by default, where a restart must not lose the jobs since the last snapshot.
+    "REDIS_REQUIRE_AOF": env.bool("JOBYARD_REDIS_REQUIRE_AOF", default=not DEBUG),
 }
 
 #: Who may read /metrics (Prometheus text, tasks/prometheus.py): "token", an API token of

@@ -30,6 +30,7 @@ from django.conf import settings
 
 from tasks import keys, scripts
 from tasks.connection import get_redis
+from tasks.redis_settings import warn_once
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
 
@@ -146,6 +147,7 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
         consumer.controller.concurrency, lambda: len(state.active_requests),
     )  # fmt: skip
     _maintenance.start()
+    warn_once("worker")
 
 
 @signals.worker_init.connect
