@@ -271,6 +271,11 @@ JOBYARD = {
     "REDIS_REQUIRE_AOF": env.bool("JOBYARD_REDIS_REQUIRE_AOF", default=not DEBUG),
 }
 
+#: OpenTelemetry traces (tasks/tracing.py): on when an OTLP endpoint is set; the SDK reads
+#: the other OTEL_* variables (OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS, ...) itself.
+OTEL_ENABLED = bool(env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+                    or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default=""))  # fmt: skip
+
 #: Who may read /metrics (Prometheus text, tasks/prometheus.py): "token", an API token of
 #: read scope or a staff session, as the API; "none", anyone who reaches the web process:
 #: only when /metrics is not reachable from outside (docs/operations.md, "Metrics").
