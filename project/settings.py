@@ -266,7 +266,20 @@ JOBYARD = {
     ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
+    # Warn (and /readyz says degraded) when Redis's AOF is off: in production (DEBUG off)
+    # by default, where a restart must not lose the jobs since the last snapshot.
+    "REDIS_REQUIRE_AOF": env.bool("JOBYARD_REDIS_REQUIRE_AOF", default=not DEBUG),
 }
+
+#: OpenTelemetry traces (tasks/tracing.py): on when an OTLP endpoint is set; the SDK reads
+#: the other OTEL_* variables (OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS, ...) itself.
+OTEL_ENABLED = bool(env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+                    or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default=""))  # fmt: skip
+
+#: Who may read /metrics (Prometheus text, tasks/prometheus.py): "token", an API token of
+#: read scope or a staff session, as the API; "none", anyone who reaches the web process:
+#: only when /metrics is not reachable from outside (docs/operations.md, "Metrics").
+METRICS_AUTH = env.str("METRICS_AUTH", default="token", validate=OneOf(["token", "none"]))
 
 #: gunicorn's threads per process (the Procfile's --threads): read here too, for the cap below.
 WEB_THREADS = env.int("WEB_THREADS", default=8, validate=Range(min=1))
@@ -594,8 +607,8 @@ EMAIL_DOMAIN_RATE_LIMIT = env.int("EMAIL_DOMAIN_RATE_LIMIT", default=0)
 
 _secure = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_secure)
-#: Probes speak plain HTTP inside the cluster; they must not be redirected.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+#: Probes and Prometheus speak plain HTTP inside the cluster; they must not be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_secure)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_secure)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _secure else 0)

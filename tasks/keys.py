@@ -30,10 +30,19 @@ QUEUE_KEYS = {
     "waits": ":waits",  # the last 1,000 waiting times
     "limiter": ":limiter",  # the rate limit's sliding log
     "bell": ":bell",  # wakes idle consumers: a token per message sent, BELLS_KEPT at most
+    # Monotonic totals for Prometheus, never trimmed: `{queue}:total:{counter}` (a hash of
+    # job type -> count) and `{queue}:hist:{timing}` (job type + TAB + bucket -> count)
+    "total": ":total:",
+    "hist": ":hist:",
 }
 #: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
 #: messages until the lists are empty, so a few are enough; the cap bounds its memory.
 BELLS_KEPT = 16
+#: Upper bounds (ms) of the processing and waiting time histograms' buckets, which the
+#: scripts count in `hist` (tasks/lua/prelude.lua: observe) and /metrics exposes in seconds.
+#: Changing them re-buckets only what is counted after the change: clear the `hist` keys.
+HISTOGRAM_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000,
+                        60_000, 300_000, 900_000, 3_600_000)  # fmt: skip
 #: Keys shared by every queue: `{prefix}{suffix}`, then a name where there are many.
 GLOBAL_KEYS = {
     "workers": "workers",  # live workers, scored by last heartbeat
@@ -84,6 +93,16 @@ def events(queue: str) -> str:
 
 def stats(queue: str, minute: int) -> str:
     return _queue_key(queue, "stats", minute)
+
+
+def total(queue: str, counter: str) -> str:
+    """A queue's monotonic count of `counter` (tasks.metrics.TOTALS), per job type."""
+    return _queue_key(queue, "total", counter)
+
+
+def histogram(queue: str, timing: str) -> str:
+    """A queue's bucket counts of `timing` ("processing" or "waiting"), per job type."""
+    return _queue_key(queue, "hist", timing)
 
 
 def workers() -> str:
@@ -145,5 +164,6 @@ def lua_header() -> str:
         f"local STATE_SET = {table(STATE_SET)}\n"
         f"local BROKER_SEP = {broker_sep()!r}\n"
         f"local BELLS_KEPT = {BELLS_KEPT}\n"
+        f"local HISTOGRAM_BUCKETS_MS = {{{', '.join(map(str, HISTOGRAM_BUCKETS_MS))}}}\n"
         f"local RESULT_CHANNEL = {RESULT_CHANNEL!r}\n"
     )

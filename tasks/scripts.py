@@ -157,16 +157,17 @@ RETRY_AS_RESENT = -2
 
 def fail(
     queue: str, job_id: str, token: str, reason: str, stacktrace: str, retry_in_ms: int,
-    keep: int, age_ms: int,
+    keep: int, age_ms: int, expired: bool = False,
 ) -> str | None:  # fmt: skip
     """Record a failed attempt: 'retrying' or 'failed'; None when the token lost the job.
 
     `retry_in_ms` -1: no retry, the job fails for good; RETRY_AS_RESENT: again when the
     message the attempt sent for its next run is due (Celery's self.retry), else no retry.
+    `expired`: its Celery message was past its `expires` (counted as expired too).
     """
     reply = _run(
         "fail", queue, job_id, token, reason, stacktrace, retry_in_ms, keep, age_ms, _maxlen(),
-        settings.JOBYARD["STACKTRACES_KEPT"],
+        settings.JOBYARD["STACKTRACES_KEPT"], "expired" if expired else "",
     )  # fmt: skip
     return _text(reply) if reply else None
 
@@ -316,6 +317,11 @@ def lease(name: str, owner: str, ttl_ms: int) -> bool:
 
 def release_lease(name: str, owner: str) -> None:
     _run("lease", name, owner, 0, "release")
+
+
+def lease_holder(name: str) -> str | None:
+    """Who holds the leader lease `name` now (None: nobody). A plain read, no script."""
+    return _text(get_redis().get(keys.lease(name)))
 
 
 # --- operators' actions ----------------------------------------------------------------------

@@ -311,6 +311,12 @@ class _Operations:
                         {"name": "Last-Event-ID", "in": "header", "required": False,
                          "description": "resume after this event (the `id` of the last one seen)",
                          "schema": {"type": "string"}}])},
+            "/metrics": {"get": op(
+                "metrics", "Prometheus metrics: queues, job counters and timings, workers, "
+                "recorder, beat, Redis memory", {"type": "string"},
+                "Prometheus text format 0.0.4", media="text/plain",
+                description="Read from the registry at each scrape (docs/operations.md, "
+                "\"Metrics\"). With METRICS_AUTH=none it answers without credentials.")},
             "/api/v1/openapi.json": {"get": op(
                 "openapi", "This document", {"type": "object"}, "OpenAPI 3.1")},
             "/api/v1/docs": {"get": op(

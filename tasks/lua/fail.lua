@@ -1,11 +1,12 @@
 -- An attempt failed. ARGV: prefix, queue, id, token, reason, stacktrace, retry delay ms
 -- (-1: no retry, the job fails; -2: as the attempt's own resent message says, when it sent
 -- one: Celery's self.retry(countdown=...), see send.lua), keep, age ms, maxlen,
--- stacktraces kept
+-- stacktraces kept, and why it failed when that is counted on its own ('expired': a
+-- Celery message past its `expires`; '' otherwise)
 -- Returns 'retrying' | 'failed', or 0 when this worker no longer holds the job.
 local p, q, id = ARGV[1], ARGV[2], ARGV[3]
 local resent = redis.call('HMGET', jkey(p, q, id), 'resent', 'resentDue')
-local k, now, made = end_attempt(p, q, id, ARGV[4])
+local k, now, made, name = end_attempt(p, q, id, ARGV[4])
 if not k then return 0 end
 if ARGV[7] == '-2' then
   ARGV[7] = '-1'
@@ -18,6 +19,7 @@ redis.call('HSET', k, 'failedReason', ARGV[5], 'stacktrace', cjson.encode(traces
 local delay = tonumber(ARGV[7])
 if delay >= 0 then
   count_minute(p, q, now, 'retried', 1)
+  count_total(p, q, 'retried', name)
   if delay == 0 then
     emit(p, q, ARGV[10], 'retrying', id, 'attemptsMade', made, 'failedReason', ARGV[5], 'delay', 0)
     make_waiting(p, q, id, now, ARGV[10])
@@ -29,7 +31,8 @@ if delay >= 0 then
 end
 redis.call('HSET', k, 'state', 'failed', 'finishedOn', now)
 redis.call('ZADD', skey(p, q, 'failed'), now, id)
-count_minute(p, q, now, 'failed', 1)
+count_outcome(p, q, now, 'failed', name)
+if ARGV[12] == 'expired' then count_total(p, q, 'expired', name) end
 emit(p, q, ARGV[10], 'failed', id, 'failedReason', ARGV[5], 'attemptsMade', made)
 trim(p, q, 'failed', id, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 return 'failed'

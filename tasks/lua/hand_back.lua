@@ -9,7 +9,7 @@
 local p, q, id, token, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay, reason, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
 local k = jkey(p, q, id)
-local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince')
+local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince', 'name')
 if f[1] ~= token or f[2] ~= 'active' then return 0 end
 local now = now_ms()
 redis.call('ZREM', skey(p, q, 'active'), id)
@@ -25,7 +25,7 @@ if grace > 0 then
   if now - since > grace then
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
-    count_minute(p, q, now, 'failed', 1)
+    count_outcome(p, q, now, 'failed', f[4])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
     trim(p, q, 'failed', id, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
     return 'failed'

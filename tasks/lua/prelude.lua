@@ -119,6 +119,32 @@ local function count_minute(p, q, now, field, amount)
   end
 end
 
+-- Monotonic totals for Prometheus (tasks/prometheus.py): per queue and job type, never
+-- expired or trimmed, so a scrape after a restart sees the same totals (a counter).
+local function count_total(p, q, counter, name)
+  redis.call('HINCRBY', qkey(p, q, 'total', counter), name or '', 1)
+end
+
+-- A job finished or left the queue for good in `field` ('completed' or 'failed'): the
+-- minute's counter and the total, one home for both.
+local function count_outcome(p, q, now, field, name)
+  count_minute(p, q, now, field, 1)
+  count_total(p, q, field, name)
+end
+
+-- One timing (ms) into its histogram: the bucket it falls in (non-cumulative; /metrics
+-- sums them up), and the sum. The count is the buckets' sum.
+local function observe(p, q, timing, name, ms)
+  local k = qkey(p, q, 'hist', timing)
+  local bucket = '+Inf'
+  for _, bound in ipairs(HISTOGRAM_BUCKETS_MS) do
+    if ms <= bound then bucket = tostring(bound); break end
+  end
+  name = name or ''
+  redis.call('HINCRBY', k, name .. '\t' .. bucket, 1)
+  redis.call('HINCRBY', k, name .. '\tsum', ms)
+end
+
 local function sample(p, q, name, value)
   local k = qkey(p, q, name)
   redis.call('LPUSH', k, value)
@@ -129,7 +155,7 @@ end
 -- nil when the token no longer holds the job (it was found stalled and handed on).
 local function end_attempt(p, q, id, token)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn')
+  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name')
   if f[1] ~= token or f[2] ~= 'active' then return nil end
   local now = now_ms()
   local took = now - tonumber(f[3])
@@ -138,7 +164,8 @@ local function end_attempt(p, q, id, token)
   redis.call('HDEL', k, 'token', 'resent', 'resentDue', 'handedBackSince')
   count_minute(p, q, now, 'ms', took)
   sample(p, q, 'durations', took)
-  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1)
+  observe(p, q, 'processing', f[4], took)
+  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1), f[4]
 end
 
 -- Take job `id` for an attempt if it is still waiting and allowed to start. Shared by
@@ -169,6 +196,7 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
       local due = tonumber(oldest[2]) + rate_ms
       redis.call('ZREM', skey(p, q, 'wait'), id)
       make_delayed(p, q, id, due, maxlen, 'delayed', 'reason', 'rate limit')
+      count_total(p, q, 'rate_limited', f[2])
       return {'limited', due}
     end
     redis.call('ZADD', log, now, token)
@@ -184,14 +212,16 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
                    ') and stalls allowed (' .. max_stalled .. ') permit'
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
-    count_minute(p, q, now, 'failed', 1)
+    count_outcome(p, q, now, 'failed', f[2])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
     return {'exhausted'}
   end
   redis.call('ZADD', skey(p, q, 'active'), now, id)
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
   redis.call('SET', qkey(p, q, 'lock', id), token, 'PX', lock_ms)
-  sample(p, q, 'waits', now - tonumber(f[8] or f[7]))
+  local waited = now - tonumber(f[8] or f[7])
+  sample(p, q, 'waits', waited)
+  observe(p, q, 'waiting', f[2], waited)
   emit(p, q, maxlen, 'active', id, 'worker', worker)
   return {'ok', f[2], f[3], f[4], f[5], f[6], f[7]}
 end
@@ -199,11 +229,11 @@ end
 -- An attempt succeeded: complete.lua, or take.lua carrying the last job of a solo worker.
 -- Returns 1, or 0 when `token` no longer holds the job (it was found stalled).
 local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
-  local k, now = end_attempt(p, q, id, token)
+  local k, now, _, name = end_attempt(p, q, id, token)
   if not k then return 0 end
   redis.call('HSET', k, 'state', 'completed', 'finishedOn', now, 'returnvalue', returnvalue)
   redis.call('ZADD', skey(p, q, 'completed'), now, id)
-  count_minute(p, q, now, 'completed', 1)
+  count_outcome(p, q, now, 'completed', name)
   emit(p, q, maxlen, 'completed', id, 'returnvalue', returnvalue)
   -- A job enqueued the registry's way stores no Celery result (its message says
   -- ignore_result): tell a Celery client waiting on AsyncResult(id).get() through the

@@ -14,13 +14,15 @@ for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
     redis.call('ZREM', skey(p, q, 'active'), id)
     redis.call('HDEL', k, 'token')
     local stalls = redis.call('HINCRBY', k, 'stalledCount', 1)
+    local name = redis.call('HGET', k, 'name')
+    count_total(p, q, 'stalled', name or '')
     found[#found + 1] = id
     if stalls > max_stalled or fail_all then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
       if fail_all then reason = 'stalled: its worker was lost; failed by an operator' end
       redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
       redis.call('ZADD', skey(p, q, 'failed'), now, id)
-      count_minute(p, q, now, 'failed', 1)
+      count_outcome(p, q, now, 'failed', name or '')
       emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
       trim(p, q, 'failed', id, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
     else

@@ -28,8 +28,9 @@ import structlog
 from celery import signals
 from django.conf import settings
 
-from tasks import keys, scripts
+from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
+from tasks.redis_settings import warn_once
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
 
@@ -146,6 +147,14 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
         consumer.controller.concurrency, lambda: len(state.active_requests),
     )  # fmt: skip
     _maintenance.start()
+    warn_once("worker")
+
+
+@signals.worker_init.connect
+def _start_tracing(**kwargs: Any) -> None:
+    """Traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (tasks/tracing.py): set up in the main
+    process, before a prefork pool forks (the SDK restarts its export thread in each child)."""
+    tracing.setup("jobyard-worker", celery=True)
 
 
 @signals.worker_init.connect

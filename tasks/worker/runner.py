@@ -26,7 +26,8 @@ from celery.exceptions import Ignore, Retry
 from celery.result import AsyncResult
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys, scripts, tracing
+from tasks.connection import get_redis
 from tasks.enqueue import adopt
 from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError, RetryAfter
 from tasks.job import Job, get_job
@@ -155,6 +156,15 @@ def parse_opts(raw: str) -> JobOptions:
     return JobOptions.model_validate_json(raw)
 
 
+def _trace_of(queue: str, job_id: str) -> str | None:
+    """The trace context stored with the job at enqueue (tasks/tracing.py): one HGET per
+    run, and only with tracing on."""
+    if not tracing.enabled():
+        return None
+    raw = get_redis().hget(keys.job(queue, job_id), "trace")
+    return raw.decode() if raw else None
+
+
 def retry_delay(job_opts: JobOptions, attempts_made: int, permanent: bool) -> int:
     """Milliseconds until the next attempt, or -1 when the job has failed for good.
 
@@ -229,7 +239,8 @@ def execute(
     reason: str | None = None
     error: BaseException | None = None
     try:
-        value = declared.func(job, **job.data)
+        with tracing.run_span(declared.name, queue, job_id, attempt, _trace_of(queue, job_id)):
+            value = declared.func(job, **job.data)
     except SoftTimeLimitExceeded as exc:
         reason, permanent, error = f"timed out after {job_opts.timeout} ms", False, exc
         stack = traceback.format_exc()
@@ -274,12 +285,15 @@ def execute(
 
 def record_failure(
     queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, delay: int,
-    fields: dict[str, Any],
+    fields: dict[str, Any], expired: bool = False,
 ) -> str:  # fmt: skip
     """Record a failed attempt (fields name the job and attempt): 'retrying' in `delay` ms,
-    'failed' (delay -1), or 'lost' when `token` no longer holds the job."""
+    'failed' (delay -1), or 'lost' when `token` no longer holds the job. `expired`: its
+    Celery message was past its `expires` (counted as such in /metrics)."""
     keep, age = job_opts.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
-    outcome = scripts.fail(queue, fields["job_id"], token, reason, stack, delay, keep, age)
+    outcome = scripts.fail(
+        queue, fields["job_id"], token, reason, stack, delay, keep, age, expired=expired
+    )
     if outcome is None:
         log.warning("job_lock_lost", **fields, reason=reason)
         return "lost"

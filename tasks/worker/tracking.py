@@ -134,9 +134,9 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
 
 
 def _fail(queue: str, job_id: str, token: str, reason: str, stack: str, delay: int,
-          fields: dict[str, Any]) -> str:  # fmt: skip
+          fields: dict[str, Any], expired: bool = False) -> str:  # fmt: skip
     return record_failure(queue, token, PLAIN_OPTIONS, reason, stack, delay,
-                          {**fields, "job_id": job_id})  # fmt: skip
+                          {**fields, "job_id": job_id}, expired=expired)  # fmt: skip
 
 
 def _hand_back(queue: str, job_id: str, token: str, reason: str, fields: dict[str, Any]) -> str:
@@ -168,6 +168,7 @@ def _revoked(sender: Any = None, request: Any = None, terminated: bool = False,
     reason = "expired" if expired else "revoked"
     try:
         _fail(queue, job_id, claimed["token"], reason, "", -1,
-              {"job_id": job_id, "job_type": fields.get("task"), "queue": queue})  # fmt: skip
+              {"job_id": job_id, "job_type": fields.get("task"), "queue": queue},
+              expired=expired)  # fmt: skip
     except Exception:
         log.warning("job_outcome_not_recorded", job_id=job_id, reason=reason, exc_info=True)

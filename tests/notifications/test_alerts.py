@@ -223,11 +223,14 @@ def test_the_prometheus_rules_use_the_same_thresholds(settings):
     found = {
         r["alert"]: r for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"]
     }
-    failure = found["JobyardTaskFailureRatioHigh"]["expr"]
+    failure = found["JobyardFailureRatioHigh"]["expr"]
     assert "> 0.05" in failure and "[15m]" in failure and ">= 10" in failure
-    assert "[10m]" in found["JobyardNoTasksSucceeding"]["expr"]
+    assert "[10m]" in found["JobyardQueueStalled"]["expr"]
     assert "> 1000" in found["JobyardQueueDepthHigh"]["expr"]
     assert "> 0.8" in found["JobyardRedisMemoryHigh"]["expr"]
+    # Jobyard's own metrics (the web's /metrics), not Flower's.
+    exprs = " ".join(rule["expr"] for rule in found.values())
+    assert "jobyard_jobs_failed_total" in exprs and "flower_" not in exprs
 
 
 @pytest.mark.pure
