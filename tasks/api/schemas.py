@@ -131,7 +131,8 @@ Counts = create_model(
     "Counts",
     __base__=ApiModel,
     __doc__="Jobs per state.",
-    **{state: (int, Field(ge=0)) for state in STATES},  # type: ignore[call-overload]
+    # `waiting-children` is no identifier: its field is waiting_children, sent as the state.
+    **{state.replace("-", "_"): (int, Field(ge=0, alias=state)) for state in STATES},  # type: ignore[call-overload]
 )
 
 

@@ -31,5 +31,6 @@ redis.call('HSET', k, 'state', 'failed', 'finishedOn', now)
 redis.call('ZADD', skey(p, q, 'failed'), now, id)
 count_minute(p, q, now, 'failed', 1)
 emit(p, q, ARGV[10], 'failed', id, 'failedReason', ARGV[5], 'attemptsMade', made)
+failed_for_good(p, q, id, ARGV[5], now, ARGV[10])
 trim(p, q, 'failed', id, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 return 'failed'
