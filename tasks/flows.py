@@ -54,6 +54,14 @@ class JobNode:
 
     job: Job
     children: list[JobNode] = field(default_factory=list)
+    #: False when the root's job id existed: `job` is that job, and nothing was created.
+    created: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The HTTP API's shape: the job's id, queue, name and state, and its children's."""
+        job = self.job
+        return {"id": job.id, "queue": job.queue, "name": job.name, "state": job.state,
+                "children": [c.to_dict() for c in self.children]}  # fmt: skip
 
     def walk(self):
         yield self
@@ -222,7 +230,7 @@ def enqueue_flow(tree: Mapping[str, Any]) -> JobNode:
         if reply == [0]:
             existing = get_job(root.job.queue, root.job.id)
             built.job = existing or root.job
-            built.children = []
+            built.children, built.created = [], False
             return
         for node, code in zip(nodes, reply, strict=True):
             node.job.state = CREATED_AS[code]

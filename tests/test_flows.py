@@ -4,7 +4,13 @@ values; a child's final failure fails it (or is ignored). Jobs run in this proce
 
 from __future__ import annotations
 
+import json
+import re
+from io import StringIO
+from pathlib import Path
+
 import pytest
+from django.core.management import CommandError, call_command
 
 from tasks import InvalidFlow, InvalidJobState, Queue, enqueue_flow, get_job
 from tasks.connection import get_redis
@@ -169,4 +175,62 @@ def test_a_bad_tree_names_each_field_and_writes_nothing():
         "children[4].data.count", "children[5].children", "opts.ignore_dependency_on_failure",
     }  # fmt: skip
     assert Queue("catalog").counts()["waiting"] == 0
+    assert Queue("cleanup").counts()["waiting-children"] == 0
+
+
+# --- docs/flows.md's examples, on the session worker ---------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_examples_in_docs_flows_md_run(worker):
+    page = (Path(__file__).resolve().parent.parent / "docs" / "flows.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    # The first declares the job types: tests/jobapp declares the same, for the worker.
+    for number, block in enumerate(blocks[1:], start=2):
+        try:
+            exec(compile(block, f"docs/flows.md block {number}", "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"docs/flows.md example {number} failed: {exc!r}") from exc
+
+
+# --- the CLI: manage.py jobs flow ---------------------------------------------------------
+
+
+def cli(*args: str, stdin: str | None = None, monkeypatch=None) -> str:
+    out = StringIO()
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", StringIO(stdin))
+    call_command("jobs", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_the_cli_reads_a_tree_from_a_file_or_stdin(tmp_path, monkeypatch):
+    path = tmp_path / "tree.json"
+    path.write_text(json.dumps(flow(leaf(1, job_id="cli-child"), job_id="cli-root")))
+    text = cli("flow", str(path))
+    assert text.splitlines() == [
+        f"cli-root  cleanup  {PARENT}  waiting-children", f"  cli-child  catalog  {CHILD}  waiting"
+    ]  # fmt: skip
+    status = cli("status", "cli-root", "--queue", "cleanup")
+    assert "child      catalog/cli-child  waiting  (pending)" in status
+    reply = json.loads(cli("flow", "-", "--json", stdin=json.dumps(flow(leaf(2))),
+                           monkeypatch=monkeypatch))  # fmt: skip
+    assert reply["created"] is True and reply["flow"]["state"] == "waiting-children"
+    again = json.loads(cli("flow", str(path), "--json"))
+    assert again["created"] is False and again["job"]["id"] == "cli-root"
+
+
+def test_the_cli_names_the_field_at_fault_and_exits_2(tmp_path, monkeypatch):
+    with pytest.raises(CommandError) as caught:
+        cli("flow", "-", stdin=json.dumps(flow({"name": CHILD, "opts": {"attempts": 0}})),
+            monkeypatch=monkeypatch)  # fmt: skip
+    assert caught.value.returncode == 2 and "children[0].opts.attempts" in str(caught.value)
+    with pytest.raises(CommandError) as caught:
+        cli("flow", "-", stdin="{not json", monkeypatch=monkeypatch)
+    assert caught.value.returncode == 2 and "not JSON" in str(caught.value)
+    with pytest.raises(CommandError) as caught:
+        cli("flow", str(tmp_path / "missing.json"))
+    assert caught.value.returncode == 2 and "FILE" in str(caught.value)
     assert Queue("cleanup").counts()["waiting-children"] == 0

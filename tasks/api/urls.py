@@ -6,11 +6,12 @@ asks for a token or a staff session first: nothing here answers without one.
 
 from django.urls import path, re_path
 
-from tasks.api import openapi, sse, views
+from tasks.api import flows, openapi, sse, views
 
 urlpatterns = [
     path("admin/jobs/trigger", views.trigger, name="api-trigger"),
     path("admin/jobs/status", views.status, name="api-status"),
+    path("v1/flows", flows.flows, name="api-flows"),
     path("v1/jobs/<str:queue>/<str:job_id>", views.job_detail, name="api-job"),
     path("v1/jobs/<str:queue>/<str:job_id>/retry", views.job_retry, name="api-job-retry"),
     path("v1/queues", views.queues, name="api-queues"),

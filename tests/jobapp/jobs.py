@@ -129,5 +129,6 @@ def throws(job: Job) -> None:
 
 # The job type docs/jobs.md declares in its first example, so that the examples after it
 # run on a worker that knows it.
-_doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
-exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
+for _page in ("jobs.md", "flows.md"):
+    _doc = (Path(__file__).resolve().parents[2] / "docs" / _page).read_text()
+    exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
