@@ -10,7 +10,9 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from tasks import InvalidFlow, InvalidJobState, Queue, enqueue_flow, get_job
 from tasks.connection import get_redis
@@ -234,3 +236,28 @@ def test_the_cli_names_the_field_at_fault_and_exits_2(tmp_path, monkeypatch):
         cli("flow", str(tmp_path / "missing.json"))
     assert caught.value.returncode == 2 and "FILE" in str(caught.value)
     assert Queue("cleanup").counts()["waiting-children"] == 0
+
+
+# --- the admin: the job page's tree, the dashboard's count ---------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_job_page_shows_the_tree_and_the_dashboard_counts_it(admin_client):
+    node = enqueue_flow(flow(leaf(1, job_id="adm-child-1"), leaf(2, job_id="adm-child-2"),
+                             job_id="adm-root"))  # fmt: skip
+    run_enqueued(node.children[0].job)
+
+    def page(queue: str, job_id: str) -> str:
+        url = reverse("admin:tasks_jobrecord_change", args=[quote(f"{queue}:{job_id}")])
+        return admin_client.get(url).content.decode()
+
+    parent = page("cleanup", "adm-root")
+    assert 'id="jy-flow"' in parent and "Children (2)" in parent
+    child_url = reverse("admin:tasks_jobrecord_change", args=[quote("catalog:adm-child-1")])
+    assert f'<a href="{child_url}">catalog/adm-child-1</a>' in parent
+    assert "(processed)" in parent and "(pending)" in parent
+    child = page("catalog", "adm-child-2")
+    assert "Parent: <a" in child and "cleanup/adm-root" in child
+    assert "waiting-children" in child
+    dashboard = admin_client.get("/admin/dashboard/").content.decode()
+    assert "<b>1</b><span>waiting-children</span>" in dashboard
