@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from tasks import InvalidJobState, get_job
+from tasks import InvalidJobState, Job, get_job
 from tasks.admin_filters import (
     CreatedFilter,
     EstimatedCountPaginator,
@@ -32,6 +32,7 @@ from tasks.admin_filters import (
 from tasks.archive import record_from_job
 from tasks.control import cancel_job, remove_job
 from tasks.errors import UnknownQueue
+from tasks.flows import flow_of
 from tasks.models import ArchiveError, ArchiveGap, JobAttempt, JobRecord
 
 # --- the job admin ------------------------------------------------------------------------
@@ -176,6 +177,7 @@ class JobRecordAdmin(admin.ModelAdmin):
                 live = None
         extra = {
             "live": live,
+            "flow": self._flow(live),
             "live_returnvalue": json.dumps(live.returnvalue, indent=2) if live else "",
             "live_due": datetime.fromtimestamp(live.delay_until / 1000, tz=UTC)
             if live and live.delay_until
@@ -189,6 +191,24 @@ class JobRecordAdmin(admin.ModelAdmin):
             else "",
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    @staticmethod
+    def _flow(live: Job | None) -> dict[str, Any] | None:
+        """The job's place in a flow, each job linked to its page; None outside a flow."""
+        if live is None:
+            return None
+        flow = flow_of(live)
+        if not flow["parent"] and not flow["children"]:
+            return None
+
+        def linked(entry: dict[str, Any]) -> dict[str, Any]:
+            key = quote(f"{entry['queue']}:{entry['id']}")
+            return {**entry, "url": reverse("admin:tasks_jobrecord_change", args=[key])}
+
+        return {
+            "parent": linked(flow["parent"]) if flow["parent"] else None,
+            "children": [linked(child) for child in flow["children"]],
+        }
 
     def get_urls(self):
         return [

@@ -175,6 +175,8 @@ def dashboard_context() -> dict[str, Any]:
                 "name": name,
                 "metrics": metrics,
                 "counts": counts,
+                # A template cannot read a key with a hyphen.
+                "waiting_children": counts.get("waiting-children", 0),
                 "health": health(metrics),
                 "hour_chart": bar_chart(metrics["lastHour"], "minute", "minute"),
                 "day_chart": bar_chart(day, "hour", "hour"),

@@ -47,6 +47,16 @@ class InvalidJobOptions(JobyardError, ValueError):
         self.errors = errors
 
 
+class InvalidFlow(JobyardError, ValueError):
+    """A flow's tree is malformed: `errors` lists {field, message}, each field a path into
+    the tree (`children[2].opts.attempts`)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(errors, message=f"invalid flow: {detail}")
+        self.errors = errors
+
+
 class UnknownQueue(JobyardError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name, known, message=f"unknown queue {name!r}; queues: {', '.join(known)}")

@@ -41,6 +41,8 @@ class Job:
     worker: str | None = None
     stalled_count: int = 0
     priority: int | None = None
+    #: A flow's child: its parent's `queue/id` (tasks.flows).
+    parent: str | None = None
     _token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -64,7 +66,7 @@ class Job:
             finished_on=num("finishedOn"),
             delay_until=num("delayUntil") if state == "delayed" else None,
             worker=h.get("worker"), stalled_count=num("stalledCount") or 0,
-            priority=(num("priority") or 0) + 1,
+            priority=(num("priority") or 0) + 1, parent=h.get("parent"),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +131,20 @@ class Job:
             self.failed_reason = event.fields.get("failedReason", "")
             raise JobFailed(self.id, self.failed_reason)
         raise InvalidJobState(f"job {self.id} was removed")
+
+    # --- a flow's parent (tasks.flows) ------------------------------------------------
+
+    def children_values(self) -> dict[str, Any]:
+        """Each completed child's return value, by `queue/id`: what a flow's parent reads
+        while it runs. Kept on the parent's side, so a child's retention cannot lose one."""
+        raw = get_redis().hgetall(keys.processed(self.queue, self.id))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def children_failures(self) -> dict[str, str]:
+        """Each failed child's reason, by `queue/id`: the ignored failures
+        (ignore_dependency_on_failure), or the one that failed this parent."""
+        raw = get_redis().hgetall(keys.child_failures(self.queue, self.id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
     # --- changing ----------------------------------------------------------------------
 

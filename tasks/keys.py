@@ -34,7 +34,14 @@ QUEUE_KEYS = {
     # job type -> count) and `{queue}:hist:{timing}` (job type + TAB + bucket -> count)
     "total": ":total:",
     "hist": ":hist:",
+    # flows (tasks/lua/flows.lua, docs/flows.md): a parent's state set, and per parent id
+    "waiting-children": ":waiting-children",  # parents waiting for their children
+    "deps": ":deps:",  # a parent's children still pending ("queue/id" each)
+    "processed": ":processed:",  # a parent's completed children: "queue/id" -> return value
+    "child_failures": ":child-failures:",  # a parent's failed children: "queue/id" -> reason
 }
+#: The keys a flow's parent owns besides its hash: removed with it.
+PARENT_KEYS = ("deps", "processed", "child_failures")
 #: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
 #: messages until the lists are empty, so a few are enough; the cap bounds its memory.
 BELLS_KEPT = 16
@@ -77,6 +84,18 @@ def lock(queue: str, job_id: str) -> str:
 def state(queue: str, state_name: str) -> str:
     """The sorted set holding a queue's jobs in `state_name` (a state, or its set's name)."""
     return _queue_key(queue, STATE_SET.get(state_name, state_name))
+
+
+def deps(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "deps", job_id)
+
+
+def processed(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "processed", job_id)
+
+
+def child_failures(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "child_failures", job_id)
 
 
 def paused(queue: str) -> str:

@@ -37,7 +37,7 @@ def _series(raw: bytes) -> list[int]:
 def _queue_figures(
     queue: str, row: list, workers: list[dict[str, Any]], now: float
 ) -> dict[str, Any]:
-    wait, active, completed, failed, delayed, paused, c, f, r, durations, waits = row
+    wait, active, completed, failed, delayed, paused, c, f, r, durations, waits, parents = row
     minute = int(now // 60)
     first = minute - WINDOW_MINUTES + 1
     series = [
@@ -60,7 +60,7 @@ def _queue_figures(
     return {
         "queue": queue,
         "paused": bool(paused),
-        "counts": counts_by_state(wait, active, completed, failed, delayed, paused),
+        "counts": counts_by_state(wait, active, completed, failed, delayed, paused, parents),
         "completedPerMinute": per_minute("completed"),
         "failedPerMinute": per_minute("failed"),
         "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),

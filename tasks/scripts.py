@@ -26,8 +26,9 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 @cache
 def source(name: str) -> str:
+    # flows.lua defines what the prelude's ends of a job call for a flow's child.
     parts = (keys.lua_header(), (LUA_DIR / "prelude.lua").read_text(),
-             (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
+             (LUA_DIR / "flows.lua").read_text(), (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
     return "\n".join(parts)
 
 
@@ -82,6 +83,28 @@ def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: An
     """
     flat = [value for job in jobs for value in job]
     return _run("enqueue", queue, _maxlen(), len(jobs), int(publish), *flat, client=client)
+
+
+class FlowJob(NamedTuple):
+    """One job of a flow for add_flow.lua: where it goes, the job, and its place in the tree."""
+
+    queue: str
+    job: NewJob
+    #: Its parent's `queue/id`; '' for the root.
+    parent: str
+    ignore_failure: bool
+    children: int
+
+
+def add_flow(jobs: Sequence[FlowJob]) -> list[Any]:
+    """Create a flow's jobs, parents before their children, in one script call: per job a
+    code (tasks.flows.CREATED_AS); [0] when the root's id exists; [-1, "queue/id"] when
+    another id exists (nothing written either way)."""
+    flat: list[Any] = []
+    for j in jobs:
+        flat += [j.queue, *j.job, j.parent, int(j.ignore_failure), j.children]
+    reply = _run("add_flow", _maxlen(), len(jobs), *flat)
+    return [_text(v) if isinstance(v, bytes) else v for v in reply]
 
 
 #: send.lua's answer when the job is running and its attempt sent its own next run.
@@ -344,7 +367,7 @@ def remove(queue: str, job_ids: Sequence[str]) -> list[int]:
 def clean(queue: str, grace_ms: int, limit: int, state: str) -> list[str]:
     """Remove up to `limit` jobs of `state` older than `grace_ms`; the ids removed."""
     set_name = STATE_SET[state]
-    return [_text(i) for i in _run("clean", queue, grace_ms, limit, set_name)]
+    return [_text(i) for i in _run("clean", queue, grace_ms, limit, set_name, _maxlen())]
 
 
 def pause(queue: str) -> None:

@@ -26,12 +26,13 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from tasks import job_types
 from tasks.api import schemas as s
 from tasks.api.base import READ, WRITE, api_view
+from tasks.api.flows import FlowRequest
 from tasks.api.views import CleanRequest, RecoverRequest
 from tasks.options import ID_PATTERN, JobOptions
 from tasks.states import EVENTS
 
 #: The request bodies that are models of their own (job types add theirs).
-REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest, RecoverRequest)
+REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest, RecoverRequest, FlowRequest)
 
 #: The apps' own paths (`tasks.api_paths`), each built with the document.
 _APP_PATHS: list[Callable[[Any], dict[str, Any]]] = []
@@ -252,10 +253,24 @@ class _Operations:
                 "/api/admin/jobs/status?jobId=stats&queue=...")},
             "/api/v1/jobs/{queue}/{jobId}": {
                 **job_params,
-                "get": op("getJob", "One job", s.Job, "the job", errors=(404,)),
+                "get": op("getJob", "One job, with its parent and children in a flow",
+                          s.JobDetail, "the job", errors=(404,)),
                 "delete": op("removeJob", "Remove a job (any state but active)", s.JobRemoved,
                              "done", errors=(404, 409), scope=WRITE),
             },
+            "/api/v1/flows": {"post": op(
+                "createFlow", "Enqueue a flow: a parent that runs once its children completed",
+                s.FlowCreated, "the flow's jobs as created: {created, flow}", status=202,
+                scope=WRITE, errors=(409, 413, 415, 422), body=self.body(FlowRequest, True),
+                more={"200": self.content(s.FlowExisting, "the root's jobId already existed: "
+                                          "that job, nothing created")},
+                description="The body is a tree: `{name, data, queue?, opts?, children: [...]}`, "
+                "children in any queues, nested. It is written all at once or not at all. A "
+                "parent waits in `waiting-children` until every child completed; a child's "
+                "final failure fails it, naming the child, unless the child's opts say "
+                "`ignoreDependencyOnFailure` (or `failParentOnFailure: false`). 422 names each "
+                "bad field by its path (`children[2].opts.attempts`); 409 when a job id other "
+                "than the root's exists. See docs/flows.md.")},
             "/api/v1/jobs/{queue}/{jobId}/retry": {**job_params, "post": op(
                 "retryJob", "Retry a failed job with a fresh attempt budget", s.Job, "the job",
                 errors=(404, 409), scope=WRITE)},

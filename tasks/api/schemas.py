@@ -126,12 +126,62 @@ class Job(ApiModel):
     timestamps: JobTimestamps
 
 
+# --- flows (tasks.flows) -------------------------------------------------------------------
+
+
+class JobRef(ApiModel):
+    """Another job of the flow: `name` and `state` are null once the registry forgot it
+    (retention, removal)."""
+
+    queue: str
+    id: str
+    name: str | None
+    state: str | None
+
+
+class FlowChild(JobRef):
+    dependency: Literal["pending", "processed", "failed"] = Field(
+        description="pending: the parent waits for it; processed: it completed and its value "
+        "is kept with the parent; failed: it failed for good (ignored, or it failed the parent)"
+    )
+
+
+class JobDetail(Job):
+    """One job, with its place in a flow."""
+
+    parent: JobRef | None = Field(description="a flow's child: its parent")
+    children: list[FlowChild] = Field(description="a flow's parent: its children")
+
+
+class FlowNode(ApiModel):
+    id: str
+    queue: str
+    name: str
+    state: State
+    children: list[FlowNode]
+
+
+class FlowCreated(ApiModel):
+    """A new flow (202): every job as created, the root first."""
+
+    created: Literal[True]
+    flow: FlowNode
+
+
+class FlowExisting(ApiModel):
+    """The root's `opts.jobId` names a job that exists (200): that job; nothing was created."""
+
+    created: Literal[False]
+    job: Job
+
+
 #: Jobs per state, one field per state of tasks.states.
 Counts = create_model(
     "Counts",
     __base__=ApiModel,
     __doc__="Jobs per state.",
-    **{state: (int, Field(ge=0)) for state in STATES},  # type: ignore[call-overload]
+    # `waiting-children` is no identifier: its field is waiting_children, sent as the state.
+    **{state.replace("-", "_"): (int, Field(ge=0, alias=state)) for state in STATES},  # type: ignore[call-overload]
 )
 
 
@@ -353,7 +403,8 @@ class StreamMessage(ApiModel):
 
 #: Every model a response (or a stream's data) is written through, for tasks.api.openapi.
 RESPONSES: tuple[type[BaseModel], ...] = (
-    Error, Job, Status, TriggerCreated, TriggerExisting, JobRemoved, JobPage, QueueList,
-    QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried, QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
+    Error, Job, JobDetail, FlowCreated, FlowExisting, Status, TriggerCreated, TriggerExisting,
+    JobRemoved, JobPage, QueueList, QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried,
+    QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
     JobTypeList, JobEvent, StreamEnd, ErrorDetail, StreamMessage,
 )  # fmt: skip

@@ -6,11 +6,12 @@ asks for a token or a staff session first: nothing here answers without one.
 
 from django.urls import path, re_path
 
-from tasks.api import openapi, sse, views
+from tasks.api import flows, openapi, sse, views
 
 urlpatterns = [
     path("admin/jobs/trigger", views.trigger, name="api-trigger"),
     path("admin/jobs/status", views.status, name="api-status"),
+    path("v1/flows", flows.flows, name="api-flows"),
     # The seeds' own shapes (issue #14): the health platform's queue page, the pricing
     # engine's metrics, the API boilerplate's stats (before the job route, which would
     # read "stats" as a job id).

@@ -30,6 +30,7 @@ from tasks.api import schemas
 from tasks.api.base import READ, WRITE, api_view, parse_model, query_int, read_json, valid_id
 from tasks.api.errors import ApiError, not_found
 from tasks.api.schemas import respond
+from tasks.flows import flow_of
 from tasks.options import parse_options
 from tasks.scheduling.service import list_schedules
 from tasks.states import ACTIVE_NOT_CLEANABLE, CLEANABLE, STATES
@@ -174,7 +175,7 @@ def job_detail(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     if request.method == "DELETE":
         job.remove()  # InvalidJobState for an active job: 409
         return respond(schemas.JobRemoved, {"jobId": job_id, "queue": queue, "removed": True})
-    return respond(schemas.Job, job.to_dict())
+    return respond(schemas.JobDetail, {**job.to_dict(), **flow_of(job)})
 
 
 @api_view({"POST": WRITE})

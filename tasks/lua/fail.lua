@@ -34,5 +34,6 @@ redis.call('ZADD', skey(p, q, 'failed'), now, id)
 count_outcome(p, q, now, 'failed', name)
 if ARGV[12] == 'expired' then count_total(p, q, 'expired', name) end
 emit(p, q, ARGV[10], 'failed', id, 'failedReason', ARGV[5], 'attemptsMade', made)
+failed_for_good(p, q, id, ARGV[5], now, ARGV[10])
 trim(p, q, 'failed', id, tonumber(ARGV[8]), tonumber(ARGV[9]), now)
 return 'failed'

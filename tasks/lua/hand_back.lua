@@ -27,6 +27,7 @@ if grace > 0 then
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
     count_outcome(p, q, now, 'failed', f[4])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+    failed_for_good(p, q, id, reason, now, maxlen)
     trim(p, q, 'failed', id, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
     return 'failed'
   end

@@ -20,6 +20,20 @@ end
 local function jkey(p, q, id) return qkey(p, q, 'job', id) end
 local function skey(p, q, name) return qkey(p, q, name) end
 
+-- Flows (tasks/lua/flows.lua, sent after this prelude): a child that finished for good
+-- tells its parent. Declared here so that the prelude's ends of a job can call them.
+local child_completed, failed_for_good
+
+-- Job `id`'s hash and the keys it owns as a flow's parent (keys.PARENT_KEYS), appended to
+-- `into`: one DEL removes them all.
+local function job_keys(p, q, id, into)
+  into[#into + 1] = jkey(p, q, id)
+  into[#into + 1] = qkey(p, q, 'deps', id)
+  into[#into + 1] = qkey(p, q, 'processed', id)
+  into[#into + 1] = qkey(p, q, 'child_failures', id)
+  return into
+end
+
 local function emit(p, q, maxlen, event, id, ...)
   redis.call('XADD', qkey(p, q, 'events'), 'MAXLEN', '~', maxlen, '*',
              'event', event, 'jobId', id, ...)
@@ -89,7 +103,7 @@ local function trim(p, q, state, id, keep, age, now)
   local set = skey(p, q, state)
   if keep == 0 then
     redis.call('ZREM', set, id)
-    redis.call('DEL', jkey(p, q, id))
+    redis.call('DEL', unpack(job_keys(p, q, id, {})))
     return
   end
   local doomed = {}
@@ -97,7 +111,7 @@ local function trim(p, q, state, id, keep, age, now)
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)
     if #old > 0 then
       redis.call('ZREM', set, unpack(old))
-      for _, old_id in ipairs(old) do doomed[#doomed + 1] = jkey(p, q, old_id) end
+      for _, old_id in ipairs(old) do job_keys(p, q, old_id, doomed) end
     end
   end
   if keep >= 0 then
@@ -105,7 +119,7 @@ local function trim(p, q, state, id, keep, age, now)
     if excess > 0 then
       -- The oldest first: ZPOPMIN returns id, score pairs.
       local popped = redis.call('ZPOPMIN', set, math.min(excess, 1000))
-      for i = 1, #popped, 2 do doomed[#doomed + 1] = jkey(p, q, popped[i]) end
+      for i = 1, #popped, 2 do job_keys(p, q, popped[i], doomed) end
     end
   end
   if #doomed > 0 then redis.call('DEL', unpack(doomed)) end
@@ -214,6 +228,7 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
     count_outcome(p, q, now, 'failed', f[2])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+    failed_for_good(p, q, id, reason, now, maxlen)
     return {'exhausted'}
   end
   redis.call('ZADD', skey(p, q, 'active'), now, id)
@@ -238,11 +253,14 @@ local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
   -- A job enqueued the registry's way stores no Celery result (its message says
   -- ignore_result): tell a Celery client waiting on AsyncResult(id).get() through the
   -- result backend's channel. A job sent the Celery way has its result stored by Celery.
-  if redis.call('HEXISTS', k, 'msg') == 0 then
+  local f = redis.call('HMGET', k, 'msg', 'parent')
+  if not f[1] then
     redis.call('PUBLISH', RESULT_CHANNEL .. id, '{"status": "SUCCESS", "result": ' ..
                returnvalue .. ', "traceback": null, "children": [], "date_done": null, ' ..
                '"task_id": "' .. id .. '"}')
   end
+  -- A flow's child: its value goes to the parent's side before retention may delete it.
+  if f[2] then child_completed(p, f[2], q .. '/' .. id, returnvalue, now, maxlen) end
   trim(p, q, 'completed', id, keep, age, now)
   return 1
 end

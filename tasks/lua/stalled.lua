@@ -24,6 +24,7 @@ for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
       redis.call('ZADD', skey(p, q, 'failed'), now, id)
       count_outcome(p, q, now, 'failed', name or '')
       emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+      failed_for_good(p, q, id, reason, now, maxlen)
       trim(p, q, 'failed', id, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
     else
       emit(p, q, maxlen, 'stalled', id, 'stalledCount', stalls)

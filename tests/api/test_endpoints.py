@@ -61,7 +61,7 @@ def test_status_gives_queue_stats_and_the_recent_jobs(api, worker):
     body = response.json()
     assert set(body) == {"queueStats", "recentJobs", "queues"}
     assert body["queueStats"] == {"waiting": 1, "active": 0, "completed": 1, "failed": 1,
-                                  "delayed": 1, "paused": 0}  # fmt: skip
+                                  "delayed": 1, "paused": 0, "waiting-children": 0}  # fmt: skip
     assert set(body["queues"]) == set(settings.JOBYARD_QUEUES)
     recent = {j["id"]: j for j in body["recentJobs"]}
     for job in body["recentJobs"]:
@@ -222,7 +222,7 @@ def test_stats_gives_counts_per_state(api):
     enqueue("t-echo.catalog", {}, delay=60_000)
     response = api.get("/api/v1/queues/catalog/stats")
     assert response.json() == {"waiting": 1, "active": 0, "completed": 0, "failed": 0,
-                               "delayed": 1, "paused": 0}  # fmt: skip
+                               "delayed": 1, "paused": 0, "waiting-children": 0}  # fmt: skip
     assert_error(api.get("/api/v1/queues/nope/stats"), 404, "queue_not_found")
 
 

@@ -62,6 +62,15 @@ def progress(job: Job, steps: int) -> str:
     return "done"
 
 
+def gather(job: Job, key: str | None = None) -> dict[str, Any]:
+    """A flow's parent: counts its runs and sums its children's values (tests/test_flows.py)."""
+    run = _runs(key, job)
+    values = job.children_values()
+    numbers = [v for v in values.values() if isinstance(v, int | float)]
+    return {"run": run, "children": len(values), "sum": sum(numbers),
+            "failures": job.children_failures(), "seen": sorted(values)}  # fmt: skip
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str for you")
@@ -97,7 +106,7 @@ def die(job: Job, how: str, key: str | None = None, seconds: float = 0) -> None:
 # an older release, in the rolling deploy test.
 _without = set(filter(None, os.environ.get("JOBYARD_TEST_WITHOUT", "").split(",")))
 for _queue in settings.JOBYARD_QUEUES:
-    for _func in (echo, record, sleep, flaky, permanent, progress, die):
+    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather):
         if f"t-{_func.__name__}.{_queue}" not in _without:
             job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
 
@@ -120,8 +129,9 @@ def throws(job: Job) -> None:
 
 # The job type docs/jobs.md declares in its first example, so that the examples after it
 # run on a worker that knows it.
-_doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
-exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
+for _page in ("jobs.md", "flows.md"):
+    _doc = (Path(__file__).resolve().parents[2] / "docs" / _page).read_text()
+    exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
 
 
 @job_type("t-attempts", queue="default")

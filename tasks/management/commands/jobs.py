@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks import (
+    InvalidFlow,
     InvalidJobData,
     InvalidJobOptions,
     InvalidJobState,
@@ -22,12 +23,14 @@ from tasks import (
     Queue,
     UnknownJobType,
     enqueue,
+    enqueue_flow,
     find_job,
     get_job,
     get_job_type,
     get_workers,
 )
 from tasks.events import job_events, last_event_id
+from tasks.flows import JobNode, flow_of
 from tasks.management.cli import (
     BAD_INPUT,
     FAILED,
@@ -71,6 +74,12 @@ class Command(BaseCommand):
                        help="wait for the job to finish, with a progress bar on stderr")  # fmt: skip
         p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                        help="--wait gives up after S seconds (exit 1); default 300")  # fmt: skip
+
+        p = command("flow", "enqueue a flow: a parent job that runs once its children "
+                            "completed (docs/flows.md)")  # fmt: skip
+        p.add_argument("file", metavar="FILE",
+                       help="the tree as JSON: {name, data, queue?, opts?, children: [...]}; "
+                            "- reads stdin")  # fmt: skip
 
         p = command("status", "counts per queue, or one job's status")
         p.add_argument("job_id", nargs="?", metavar="JOB_ID")
@@ -132,7 +141,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
             getattr(self, "cmd_" + action.replace("-", "_"))(**options)
-        except (InvalidJobData, InvalidJobOptions, UnknownJobType) as exc:
+        except (InvalidJobData, InvalidJobOptions, UnknownJobType, InvalidFlow) as exc:
             raise bad_input(str(exc)) from None
 
     # --- output ---------------------------------------------------------------------------
@@ -212,6 +221,32 @@ class Command(BaseCommand):
                                   f"{event.fields.get('failedReason', '')}; retrying")  # fmt: skip
         return "timed out", f"not finished within {timeout:g} s"
 
+    def cmd_flow(self, file: str, as_json: bool, **_: Any) -> None:
+        import json
+
+        try:
+            if file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(file, encoding="utf-8") as handle:
+                    text = handle.read()
+        except OSError as exc:
+            raise bad_input(f"FILE: cannot read {file}: {exc.strerror}") from None
+        try:
+            tree = json.loads(text)
+        except ValueError as exc:
+            raise bad_input(f"FILE: not JSON: {exc}") from None
+        try:
+            node = enqueue_flow(tree)
+        except InvalidJobState as exc:
+            raise CommandError(str(exc), returncode=FAILED) from None
+        if not node.created:
+            job = node.job
+            self.out(as_json, {"created": False, "job": job.to_dict()},
+                     f"{job.id}  {job.queue}  {job.state} (existing job: nothing new created)")  # fmt: skip
+            return
+        self.out(as_json, {"created": True, "flow": node.to_dict()}, _flow_lines(node))
+
     def cmd_status(self, job_id: str | None, queue: str | None, as_json: bool, **_: Any) -> None:
         if job_id:
             job = self._find(job_id, queue)
@@ -235,7 +270,14 @@ class Command(BaseCommand):
                 lines.append(f"reason     {job.failed_reason}")
             if job.state == "completed":
                 lines.append(f"result     {dumps(job.returnvalue)}")
-            self.out(as_json, d, "\n".join(lines))
+            flow = flow_of(job)
+            if flow["parent"]:
+                parent = flow["parent"]
+                lines.append(f"parent     {parent['queue']}/{parent['id']}  {parent['state']}")
+            for child in flow["children"]:
+                lines.append(f"child      {child['queue']}/{child['id']}  {child['state']}"
+                             f"  ({child['dependency']})")  # fmt: skip
+            self.out(as_json, {**d, **flow}, "\n".join(lines))
             return
         counts = {name: Queue(name).counts() for name in self._queues(queue)}
         self.out(as_json, counts, _counts_table(counts))
@@ -360,6 +402,14 @@ class Command(BaseCommand):
                 time.sleep(interval)
         except KeyboardInterrupt:
             return
+
+
+def _flow_lines(node: JobNode, depth: int = 0) -> str:
+    """The flow as created: a job a line, children indented under their parent."""
+    job = node.job
+    lines = [f"{'  ' * depth}{job.id}  {job.queue}  {job.name}  {job.state}"]
+    lines += [_flow_lines(child, depth + 1) for child in node.children]
+    return "\n".join(lines)
 
 
 def bad_input(message: str) -> CommandError:
