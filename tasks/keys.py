@@ -30,6 +30,8 @@ QUEUE_KEYS = {
     "waits": ":waits",  # the last 1,000 waiting times
     "limiter": ":limiter",  # the rate limit's sliding log
     "bell": ":bell",  # wakes idle consumers: a token per message sent, BELLS_KEPT at most
+    # --- job logs (job.log): a list per job, deleted with the job's hash (drop_job in Lua)
+    "logs": ":logs:",
 }
 #: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
 #: messages until the lists are empty, so a few are enough; the cap bounds its memory.
@@ -68,6 +70,11 @@ def lock(queue: str, job_id: str) -> str:
 def state(queue: str, state_name: str) -> str:
     """The sorted set holding a queue's jobs in `state_name` (a state, or its set's name)."""
     return _queue_key(queue, STATE_SET.get(state_name, state_name))
+
+
+def logs(queue: str, job_id: str) -> str:
+    """Job `job_id`'s log lines (job.log), oldest first; it lives as long as the job."""
+    return _queue_key(queue, "logs", job_id)
 
 
 def paused(queue: str) -> str:

@@ -104,6 +104,7 @@ class JobTimestamps(ApiModel):
     processed_on: int | None
     finished_on: int | None
     delay_until: int | None
+    cancel_requested_at: int | None = Field(description="a cancel of the running job was asked")
 
 
 class Job(ApiModel):
@@ -164,6 +165,22 @@ class JobRemoved(ApiModel):
     job_id: str
     queue: str
     removed: bool
+
+
+class JobLogs(ApiModel):
+    """A page of a job's log lines (as BullMQ's getJobLogs)."""
+
+    logs: list[str] = Field(description="the lines start..end, oldest first")
+    count: int = Field(ge=0, description="how many lines the job holds")
+
+
+class JobCancelled(ApiModel):
+    job_id: str
+    queue: str
+    cancelled: Literal["removed", "cancelling"] = Field(
+        description="removed: it had not started; cancelling: it runs and was asked to stop"
+    )
+    job: Job | None = Field(description="cancelling: the running job")
 
 
 class JobPage(ApiModel):
@@ -340,7 +357,8 @@ class StreamMessage(ApiModel):
 
 #: Every model a response (or a stream's data) is written through, for tasks.api.openapi.
 RESPONSES: tuple[type[BaseModel], ...] = (
-    Error, Job, Status, TriggerCreated, TriggerExisting, JobRemoved, JobPage, QueueList,
+    Error, Job, Status, TriggerCreated, TriggerExisting, JobRemoved, JobLogs, JobCancelled,
+    JobPage, QueueList,
     QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried, QueueCleaned, WorkerList,
     JobTypeList, JobEvent, StreamEnd, ErrorDetail, StreamMessage,
 )  # fmt: skip

@@ -6,6 +6,6 @@ local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now_ms() - grace, 'LIMIT', 
 for _, id in ipairs(ids) do
   redis.call('ZREM', key, id)
   if set == 'wait' then redis.call('LREM', skey(p, q, 'parked'), 0, id) end
-  redis.call('DEL', jkey(p, q, id))
+  drop_job(p, q, id)
 end
 return ids

@@ -2,11 +2,13 @@
 -- (-1: no retry, the job fails; -2: as the attempt's own resent message says, when it sent
 -- one: Celery's self.retry(countdown=...), see send.lua), keep, age ms, maxlen,
 -- stacktraces kept
+-- A job cancelled while it ran (cancel.lua) fails for good, with reason CANCELLED.
 -- Returns 'retrying' | 'failed', or 0 when this worker no longer holds the job.
 local p, q, id = ARGV[1], ARGV[2], ARGV[3]
 local resent = redis.call('HMGET', jkey(p, q, id), 'resent', 'resentDue')
-local k, now, made = end_attempt(p, q, id, ARGV[4])
+local k, now, made, cancelled = end_attempt(p, q, id, ARGV[4])
 if not k then return 0 end
+if cancelled then ARGV[5], ARGV[7] = CANCELLED, '-1' end
 if ARGV[7] == '-2' then
   ARGV[7] = '-1'
   if resent[1] then ARGV[7] = tostring(math.max(0, (tonumber(resent[2]) or now) - now)) end

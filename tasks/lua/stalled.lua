@@ -12,7 +12,10 @@ for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
     redis.call('HDEL', k, 'token')
     local stalls = redis.call('HINCRBY', k, 'stalledCount', 1)
     found[#found + 1] = id
-    if stalls > max_stalled then
+    if redis.call('HEXISTS', k, 'cancelRequested') == 1 then
+      -- Cancelled, and its worker died before ending it: it is not run again.
+      fail_cancelled(p, q, id, k, now, maxlen, tonumber(ARGV[5]), tonumber(ARGV[6]))
+    elseif stalls > max_stalled then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
       redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
       redis.call('ZADD', skey(p, q, 'failed'), now, id)
