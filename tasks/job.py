@@ -178,6 +178,13 @@ class Job:
             raise ValueError(f"bad range: start {start}, end {end}")
         if end == -1 or end > start + LOGS_PAGE_MAX - 1:
             end = start + LOGS_PAGE_MAX - 1
+        return self._logs(start, end)
+
+    def tail_logs(self, lines: int) -> tuple[list[str], int]:
+        """(the newest `lines` log lines, oldest first; how many the job holds)."""
+        return self._logs(-max(1, min(lines, LOGS_PAGE_MAX)), -1)
+
+    def _logs(self, start: int, end: int) -> tuple[list[str], int]:
         pipe = get_redis().pipeline(transaction=False)
         pipe.lrange(keys.logs(self.queue, self.id), start, end)
         pipe.llen(keys.logs(self.queue, self.id))

@@ -215,6 +215,10 @@ class QueueMetrics(ApiModel):
     failed_per_minute: float
     processed_per_minute: float
     failure_rate: float = Field(description="failed / finished, last hour")
+    retried_per_minute: float = Field(description="failed attempts retried, trailing 60 s")
+    attempt_failure_rate: float = Field(
+        description="(failed + retried) / (completed + failed + retried) attempts, last hour"
+    )
     processing_ms: Timing
     waiting_ms: Timing
     workers: int
