@@ -85,7 +85,6 @@ class Job:
             "timestamps": {
                 "createdAt": self.created_at, "processedOn": self.processed_on,
                 "finishedOn": self.finished_on, "delayUntil": self.delay_until,
-                "cancelRequestedAt": self.cancel_requested_at,
             },
         }  # fmt: skip
 

@@ -104,7 +104,6 @@ class JobTimestamps(ApiModel):
     processed_on: int | None
     finished_on: int | None
     delay_until: int | None
-    cancel_requested_at: int | None = Field(description="a cancel of the running job was asked")
 
 
 class Job(ApiModel):
@@ -179,6 +178,9 @@ class JobCancelled(ApiModel):
     queue: str
     cancelled: Literal["removed", "cancelling"] = Field(
         description="removed: it had not started; cancelling: it runs and was asked to stop"
+    )
+    cancel_requested_at: int | None = Field(
+        description="cancelling: when the cancel was asked (ms, the registry's clock)"
     )
     job: Job | None = Field(description="cancelling: the running job")
 
@@ -330,7 +332,7 @@ class JobEvent(ApiModel):
     failed_reason: str = optional("failed, retrying")
     delay_until: int = optional("delayed, retrying: due time in ms")
     delay: int = optional("retrying at once")
-    reason: str = optional("delayed by the rate limit")
+    reason: str = optional('delayed by the rate limit; removed: "cancelled" for a cancel')
     stalled_count: int = optional("stalled")
 
 

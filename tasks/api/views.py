@@ -214,9 +214,11 @@ def job_cancel(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     if found is None:
         raise not_found("job", f"no job {job_id!r} in queue {queue!r}")
     if found.state is None:
-        reply = {"jobId": job_id, "queue": queue, "cancelled": "removed", "job": None}
+        reply = {"jobId": job_id, "queue": queue, "cancelled": "removed",
+                 "cancelRequestedAt": None, "job": None}  # fmt: skip
         return respond(schemas.JobCancelled, reply)
-    reply = {"jobId": job_id, "queue": queue, "cancelled": "cancelling", "job": found.to_dict()}
+    reply = {"jobId": job_id, "queue": queue, "cancelled": "cancelling",
+             "cancelRequestedAt": found.cancel_requested_at, "job": found.to_dict()}  # fmt: skip
     return respond(schemas.JobCancelled, reply, 202)
 
 
