@@ -247,6 +247,12 @@ JOBYARD = {
     ),
     "EVENTS_MAXLEN": env.int("JOBYARD_EVENTS_MAXLEN", default=10_000, validate=Range(min=100)),
     "STACKTRACES_KEPT": 10,
+    # job.log(): the newest lines kept per job (older ones are dropped as new ones come).
+    "LOG_LINES_KEPT": env.int("JOBYARD_LOG_LINES_KEPT", default=1000, validate=Range(min=1)),
+    # A running job that was cancelled gets this long to stop by itself (it sees
+    # job.cancelled, JobCancelled at its next progress or log call); then its worker kills
+    # the pool process running it (prefork).
+    "CANCEL_GRACE_MS": env.int("JOBYARD_CANCEL_GRACE_MS", default=5000, validate=Range(min=0)),
     # Multiplies every retry back-off: tests run the documented policy 100x faster.
     "BACKOFF_SCALE": env.float("JOBYARD_BACKOFF_SCALE", default=1.0, validate=Range(min=0)),
     # SIGTERM: running jobs get this long to finish, then the worker cuts them off (a cold

@@ -10,6 +10,7 @@ from tasks.errors import (
     InvalidJobData,
     InvalidJobOptions,
     InvalidJobState,
+    JobCancelled,
     JobFailed,
     JobyardError,
     PermanentError,
@@ -36,7 +37,8 @@ from tasks.scheduling.service import install_schedule, list_schedules
 
 __all__ = [
     "InvalidSchedule", "install_schedule", "list_schedules", "parse_pattern", "split_pattern",
-    "Event", "InvalidFlow", "JobNode", "enqueue_flow", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
+    "Event", "InvalidFlow", "JobNode", "enqueue_flow", "InvalidJobData", "InvalidJobOptions",
+    "InvalidJobState", "Job", "JobCancelled", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "RetryAfter", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",

@@ -55,7 +55,8 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
         attempts=opts.attempts or 1, priority=opts.priority_step() + 1,
     )  # fmt: skip
     new = scripts.NewJob(job_id, name, dumps(params), dumps(stored_opts), opts.priority_step(),
-                         opts.timelimit(), opts.delay, opts.attempts or 1)  # fmt: skip
+                         opts.timelimit(), opts.delay, opts.attempts or 1,
+                         int(bool(opts.lifo)))  # fmt: skip
     return _Prepared(job, new)
 
 

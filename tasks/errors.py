@@ -88,6 +88,16 @@ class RetryAfter(Exception):
         return str(self.args[0])
 
 
+class JobCancelled(JobyardError):
+    """Raised inside a running job that was cancelled (Job.cancel, the API, the CLI, the
+    admin): by `job.update_progress()` and `job.log()`, or by the job itself when it sees
+    `job.cancelled`. The job then fails with reason "cancelled", with no retry."""
+
+    def __init__(self, job_id: str = "") -> None:
+        super().__init__(job_id, message=f"job {job_id} was cancelled" if job_id else "cancelled")
+        self.job_id = job_id
+
+
 class JobFailed(JobyardError):
     """wait_until_finished() or AsyncResult.get(): the job failed; `reason` is its failedReason."""
 

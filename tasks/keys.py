@@ -39,6 +39,8 @@ QUEUE_KEYS = {
     "deps": ":deps:",  # a parent's children still pending ("queue/id" each)
     "processed": ":processed:",  # a parent's completed children: "queue/id" -> return value
     "child_failures": ":child-failures:",  # a parent's failed children: "queue/id" -> reason
+    # --- job logs (job.log): a list per job, deleted with the job's hash (drop_job in Lua)
+    "logs": ":logs:",
 }
 #: The keys a flow's parent owns besides its hash: removed with it.
 PARENT_KEYS = ("deps", "processed", "child_failures")
@@ -96,6 +98,11 @@ def processed(queue: str, job_id: str) -> str:
 
 def child_failures(queue: str, job_id: str) -> str:
     return _queue_key(queue, "child_failures", job_id)
+
+
+def logs(queue: str, job_id: str) -> str:
+    """Job `job_id`'s log lines (job.log), oldest first; it lives as long as the job."""
+    return _queue_key(queue, "logs", job_id)
 
 
 def paused(queue: str) -> str:

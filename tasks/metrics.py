@@ -54,6 +54,10 @@ def _queue_figures(
     completed_hour = sum(s["completed"] for s in series)
     failed_hour = sum(s["failed"] for s in series)
     finished_hour = completed_hour + failed_hour
+    # Every attempt that ended in the hour: a retried one failed too, though its job lives
+    # on; the final failure rate alone hides a queue whose first attempts mostly fail.
+    retried_hour = sum(s["retried"] for s in series)
+    attempts_hour = finished_hour + retried_hour
     mine = [w for w in workers if queue in w["queues"]]
     capacity = sum(w["concurrency"] for w in mine)
     running = sum(w["running"] for w in mine)
@@ -65,6 +69,10 @@ def _queue_figures(
         "failedPerMinute": per_minute("failed"),
         "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),
         "failureRate": round(failed_hour / finished_hour, 4) if finished_hour else 0.0,
+        "retriedPerMinute": per_minute("retried"),
+        "attemptFailureRate": (
+            round((failed_hour + retried_hour) / attempts_hour, 4) if attempts_hour else 0.0
+        ),
         "processingMs": _timing(durations),
         "waitingMs": _timing(waits),
         "workers": len(mine),

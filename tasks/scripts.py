@@ -73,6 +73,8 @@ class NewJob(NamedTuple):
     timelimit: str
     delay_ms: int
     attempts: int
+    #: 1: to the front of its queue (the consuming end of its priority's list).
+    lifo: int = 0
 
 
 def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: Any = None) -> Any:
@@ -169,9 +171,14 @@ class Completion(NamedTuple):
     age_ms: int
 
 
-def complete(done: Completion) -> bool:
-    """Record a successful attempt; False when the token no longer holds the job."""
-    return bool(_run("complete", *done, _maxlen()))
+#: complete.lua's answers: written, the token lost the job, the job was cancelled meanwhile
+#: (it failed 'cancelled' instead; see cancel.lua).
+COMPLETED, LOCK_LOST, COMPLETED_CANCELLED = 1, 0, 2
+
+
+def complete(done: Completion) -> int:
+    """Record a successful attempt: COMPLETED, LOCK_LOST or COMPLETED_CANCELLED."""
+    return int(_run("complete", *done, _maxlen()))
 
 
 #: fail()'s delay for a plain Celery task's retry: as its own resent message says.
@@ -219,8 +226,44 @@ def extend_locks(held: Sequence[tuple[str, str, str]]) -> list[str]:
     return [_text(job_id) for job_id in lost]
 
 
-def progress(queue: str, job_id: str, token: str, encoded: str) -> bool:
-    return bool(_run("progress", queue, job_id, token, encoded, _maxlen()))
+#: progress.lua's answer when the progress was written but the job was asked to stop.
+CANCEL_REQUESTED = 2
+
+
+def progress(queue: str, job_id: str, token: str, encoded: str) -> int:
+    """0 the token lost the job, 1 written, CANCEL_REQUESTED written and the job was cancelled."""
+    return int(_run("progress", queue, job_id, token, encoded, _maxlen()))
+
+
+# --- job logs and cancellation (job.log, Job.cancel) ------------------------------------------
+
+
+def log(queue: str, job_id: str, token: str, lines: Sequence[str], keep: int) -> tuple[int, bool]:
+    """Append `lines` to a running job's log, keeping the newest `keep`: (lines held, whether
+    the job was cancelled); lines held is -1 when the token no longer holds the job."""
+    held, cancelled = _run("log", queue, job_id, token, keep, *lines)
+    return int(held), bool(cancelled)
+
+
+class Cancelled(NamedTuple):
+    """cancel.lua's answer: removed (with the state it had), cancelling (with when it was
+    asked, ms), finished (with its state) or missing."""
+
+    outcome: str
+    detail: str | int | None = None
+
+
+def cancel(queue: str, job_id: str) -> Cancelled:
+    """Remove a job that has not started, or ask a running one to stop (see cancel.lua)."""
+    outcome, *rest = _run("cancel", queue, _maxlen(), job_id)
+    detail = rest[0] if rest else None
+    return Cancelled(_text(outcome), _text(detail) if isinstance(detail, bytes) else detail)
+
+
+def promote_job(queue: str, job_id: str) -> int | str:
+    """Make a delayed job waiting now: 1, 0 when there is no such job, else its state."""
+    reply = _run("promote_job", queue, _maxlen(), job_id)
+    return _text(reply) if isinstance(reply, bytes) else int(reply)
 
 
 # --- take.lua: the worker consumer's pop-and-claim -----------------------------------------

@@ -274,6 +274,28 @@ class _Operations:
             "/api/v1/jobs/{queue}/{jobId}/retry": {**job_params, "post": op(
                 "retryJob", "Retry a failed job with a fresh attempt budget", s.Job, "the job",
                 errors=(404, 409), scope=WRITE)},
+            "/api/v1/jobs/{queue}/{jobId}/logs": {**job_params, "get": op(
+                "getJobLogs", "A page of the job's log lines (job.log), oldest first", s.JobLogs,
+                "the lines and how many the job holds", errors=(404, 422),
+                params=[_query("start", {"type": "integer", "minimum": 0, "default": 0}),
+                        _query("end", {"type": "integer", "minimum": -1, "default": -1},
+                               "inclusive; -1 is the last line; a page holds 1,000 at most")])},
+            "/api/v1/jobs/{queue}/{jobId}/cancel": {**job_params, "post": op(
+                "cancelJob", "Cancel a job: remove it if it has not started, stop it if it runs",
+                s.JobCancelled, "removed: it had not started (waiting, paused or delayed)",
+                errors=(404, 409), scope=WRITE, body=_EMPTY_BODY,
+                more={"202": self.content(s.JobCancelled, "cancelling: the running job was "
+                                          "asked to stop")},
+                description="A running job sees `job.cancelled` and JobCancelled at its next "
+                "progress or log call; a job still running after the grace period "
+                "(JOBYARD_CANCEL_GRACE_MS, 5 s) has its process killed (prefork pool). It "
+                "then fails with failedReason \"cancelled\" and is not retried. 409 when the "
+                "job has finished.")},
+            "/api/v1/jobs/{queue}/{jobId}/promote": {**job_params, "post": op(
+                "promoteJob", "Run a delayed job now", s.Job, "the job, now waiting",
+                errors=(404, 409), scope=WRITE, body=_EMPTY_BODY,
+                description="A delayed job (a delay or a retry back-off) becomes waiting and "
+                "is sent to the workers at once. 409 when it is not delayed.")},
             "/api/v1/queues": {"get": op(
                 "listQueues", "Every queue's metrics", s.QueueList, "metrics by queue name")},
             "/api/v1/queues/{queue}": {**queue, "get": op(

@@ -216,6 +216,25 @@ class JobRemoved(ApiModel):
     removed: bool
 
 
+class JobLogs(ApiModel):
+    """A page of a job's log lines (as BullMQ's getJobLogs)."""
+
+    logs: list[str] = Field(description="the lines start..end, oldest first")
+    count: int = Field(ge=0, description="how many lines the job holds")
+
+
+class JobCancelled(ApiModel):
+    job_id: str
+    queue: str
+    cancelled: Literal["removed", "cancelling"] = Field(
+        description="removed: it had not started; cancelling: it runs and was asked to stop"
+    )
+    cancel_requested_at: int | None = Field(
+        description="cancelling: when the cancel was asked (ms, the registry's clock)"
+    )
+    job: Job | None = Field(description="cancelling: the running job")
+
+
 class JobPage(ApiModel):
     queue: str
     states: list[State]
@@ -248,6 +267,10 @@ class QueueMetrics(ApiModel):
     failed_per_minute: float
     processed_per_minute: float
     failure_rate: float = Field(description="failed / finished, last hour")
+    retried_per_minute: float = Field(description="failed attempts retried, trailing 60 s")
+    attempt_failure_rate: float = Field(
+        description="(failed + retried) / (completed + failed + retried) attempts, last hour"
+    )
     processing_ms: Timing
     waiting_ms: Timing
     workers: int
@@ -372,7 +395,7 @@ class JobEvent(ApiModel):
     failed_reason: str = optional("failed, retrying")
     delay_until: int = optional("delayed, retrying: due time in ms")
     delay: int = optional("retrying at once")
-    reason: str = optional("delayed by the rate limit")
+    reason: str = optional('delayed by the rate limit; removed: "cancelled" for a cancel')
     stalled_count: int = optional("stalled")
 
 
@@ -404,7 +427,7 @@ class StreamMessage(ApiModel):
 #: Every model a response (or a stream's data) is written through, for tasks.api.openapi.
 RESPONSES: tuple[type[BaseModel], ...] = (
     Error, Job, JobDetail, FlowCreated, FlowExisting, Status, TriggerCreated, TriggerExisting,
-    JobRemoved, JobPage, QueueList, QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried,
-    QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
+    JobRemoved, JobLogs, JobCancelled, JobPage, QueueList, QueueDetail, Counts, QueuePaused,
+    QueueResumed, QueueRetried, QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
     JobTypeList, JobEvent, StreamEnd, ErrorDetail, StreamMessage,
 )  # fmt: skip

@@ -9,6 +9,6 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', key, id)
   if set == 'wait' then redis.call('LREM', skey(p, q, 'parked'), 0, id) end
   child_removed(p, q, id, maxlen)
-  redis.call('DEL', unpack(job_keys(p, q, id, {})))
+  drop_job(p, q, id)
 end
 return ids

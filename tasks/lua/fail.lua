@@ -3,11 +3,13 @@
 -- one: Celery's self.retry(countdown=...), see send.lua), keep, age ms, maxlen,
 -- stacktraces kept, and why it failed when that is counted on its own ('expired': a
 -- Celery message past its `expires`; '' otherwise)
+-- A job cancelled while it ran (cancel.lua) fails for good, with reason CANCELLED.
 -- Returns 'retrying' | 'failed', or 0 when this worker no longer holds the job.
 local p, q, id = ARGV[1], ARGV[2], ARGV[3]
 local resent = redis.call('HMGET', jkey(p, q, id), 'resent', 'resentDue')
-local k, now, made, name = end_attempt(p, q, id, ARGV[4])
+local k, now, made, name, cancelled = end_attempt(p, q, id, ARGV[4])
 if not k then return 0 end
+if cancelled then ARGV[5], ARGV[7] = CANCELLED, '-1' end
 if ARGV[7] == '-2' then
   ARGV[7] = '-1'
   if resent[1] then ARGV[7] = tostring(math.max(0, (tonumber(resent[2]) or now) - now)) end

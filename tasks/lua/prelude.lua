@@ -24,14 +24,21 @@ local function skey(p, q, name) return qkey(p, q, name) end
 -- tells its parent. Declared here so that the prelude's ends of a job can call them.
 local child_completed, failed_for_good
 
--- Job `id`'s hash and the keys it owns as a flow's parent (keys.PARENT_KEYS), appended to
--- `into`: one DEL removes them all.
+-- Job `id`'s hash, its log lines and the keys it owns as a flow's parent (keys.PARENT_KEYS),
+-- appended to `into`: one DEL removes them all.
 local function job_keys(p, q, id, into)
   into[#into + 1] = jkey(p, q, id)
+  into[#into + 1] = qkey(p, q, 'logs', id)
   into[#into + 1] = qkey(p, q, 'deps', id)
   into[#into + 1] = qkey(p, q, 'processed', id)
   into[#into + 1] = qkey(p, q, 'child_failures', id)
   return into
+end
+
+-- Delete job `id`'s own keys (its hash, the keys it owns as a parent, its log lines): every
+-- path that deletes a job goes through here or job_keys, so nothing of a job outlives it.
+local function drop_job(p, q, id)
+  redis.call('DEL', unpack(job_keys(p, q, id, {})))
 end
 
 local function emit(p, q, maxlen, event, id, ...)
@@ -50,23 +57,27 @@ local function ring(p, q)
   if redis.call('LLEN', bell) < BELLS_KEPT then redis.call('LPUSH', bell, 1) end
 end
 
+-- A job enqueued with `lifo` goes to the consuming end of its list (kombu's consumers pop
+-- from the right, take.lua too): it is the next of its priority to be taken.
 local function publish(p, q, id)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg')
+  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg', 'lifo')
   local step = tonumber(f[2]) or 0
   local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   local list = q
   if step > 0 then list = q .. BROKER_SEP .. step end
+  local push = 'LPUSH'
+  if f[5] then push = 'RPUSH' end
   if f[4] then
     -- A job sent the Celery way (send.lua): its own message, canvas and all, under a fresh
     -- delivery tag (a worker may still hold the earlier copy's). kombu's json writes the
     -- tag last in the message, and a quote inside a value is escaped: one match.
     local msg = string.gsub(f[4], '"delivery_tag": "[^"]*"}}$', '"delivery_tag": "' .. tag .. '"}}')
-    redis.call('LPUSH', list, msg)
+    redis.call(push, list, msg)
     ring(p, q)
     return
   end
-  redis.call('LPUSH', list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
+  redis.call(push, list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
     '"content-type": "application/json", "headers": {"lang": "py", "task": "' .. f[1] ..
     '", "id": "' .. id .. '", "shadow": null, "eta": null, "expires": null, "group": null, ' ..
     '"group_index": null, "retries": 0, "timelimit": ' .. (f[3] or '[null, null]') ..
@@ -103,7 +114,7 @@ local function trim(p, q, state, id, keep, age, now)
   local set = skey(p, q, state)
   if keep == 0 then
     redis.call('ZREM', set, id)
-    redis.call('DEL', unpack(job_keys(p, q, id, {})))
+    drop_job(p, q, id)
     return
   end
   local doomed = {}
@@ -165,11 +176,27 @@ local function sample(p, q, name, value)
   redis.call('LTRIM', k, 0, 999)
 end
 
--- End the running attempt held by `token`: returns the job key, now and attempts made, or
--- nil when the token no longer holds the job (it was found stalled and handed on).
+-- The reason a cancelled job (cancel.lua set `cancelRequested`) fails with, however its
+-- attempt ends: raised JobCancelled, returned, killed, stalled or handed back.
+local CANCELLED = 'cancelled'
+
+-- A cancelled job ends here: failed with reason CANCELLED, no retry (cancel.lua).
+local function fail_cancelled(p, q, id, k, now, maxlen, keep, age, name)
+  redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', CANCELLED)
+  redis.call('ZADD', skey(p, q, 'failed'), now, id)
+  count_outcome(p, q, now, 'failed', name)
+  emit(p, q, maxlen, 'failed', id, 'failedReason', CANCELLED)
+  failed_for_good(p, q, id, CANCELLED, now, maxlen)
+  trim(p, q, 'failed', id, keep, age, now)
+end
+
+-- End the running attempt held by `token`: returns the job key, now, attempts made, the job
+-- type's name and
+-- whether the job was cancelled meanwhile, or nil when the token no longer holds the job
+-- (it was found stalled and handed on).
 local function end_attempt(p, q, id, token)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name')
+  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name', 'cancelRequested')
   if f[1] ~= token or f[2] ~= 'active' then return nil end
   local now = now_ms()
   local took = now - tonumber(f[3])
@@ -179,7 +206,7 @@ local function end_attempt(p, q, id, token)
   count_minute(p, q, now, 'ms', took)
   sample(p, q, 'durations', took)
   observe(p, q, 'processing', f[4], took)
-  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1), f[4]
+  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1), f[4], f[5] ~= false
 end
 
 -- Take job `id` for an attempt if it is still waiting and allowed to start. Shared by
@@ -242,10 +269,18 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
 end
 
 -- An attempt succeeded: complete.lua, or take.lua carrying the last job of a solo worker.
--- Returns 1, or 0 when `token` no longer holds the job (it was found stalled).
+-- Returns 1, 0 when `token` no longer holds the job (it was found stalled), or 2 when the
+-- job was cancelled while it ran: it fails CANCELLED and its value is dropped (a pool that
+-- cannot end a running job, -P solo or threads, ends its cancelled jobs this way). Failed
+-- retention is not applied here (this script knows the completed one): the next failure
+-- of the queue trims.
 local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
-  local k, now, _, name = end_attempt(p, q, id, token)
+  local k, now, _, name, cancelled = end_attempt(p, q, id, token)
   if not k then return 0 end
+  if cancelled then
+    fail_cancelled(p, q, id, k, now, maxlen, -1, 0, name)
+    return 2
+  end
   redis.call('HSET', k, 'state', 'completed', 'finishedOn', now, 'returnvalue', returnvalue)
   redis.call('ZADD', skey(p, q, 'completed'), now, id)
   count_outcome(p, q, now, 'completed', name)

@@ -15,7 +15,7 @@ for i = 4, #ARGV do
     redis.call('ZREM', skey(p, q, set), id)
     redis.call('LREM', skey(p, q, 'parked'), 0, id)
     child_removed(p, q, id, maxlen)
-    redis.call('DEL', unpack(job_keys(p, q, id, {})))
+    drop_job(p, q, id)
     emit(p, q, maxlen, 'removed', id)
     out[#out + 1] = 1
   end

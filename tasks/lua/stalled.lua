@@ -17,7 +17,10 @@ for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
     local name = redis.call('HGET', k, 'name')
     count_total(p, q, 'stalled', name or '')
     found[#found + 1] = id
-    if stalls > max_stalled or fail_all then
+    if redis.call('HEXISTS', k, 'cancelRequested') == 1 then
+      -- Cancelled, and its worker died before ending it: it is not run again.
+      fail_cancelled(p, q, id, k, now, maxlen, tonumber(ARGV[5]), tonumber(ARGV[6]), name or '')
+    elseif stalls > max_stalled or fail_all then
       local reason = 'job stalled more than allowable limit (' .. max_stalled .. ')'
       if fail_all then reason = 'stalled: its worker was lost; failed by an operator' end
       redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)

@@ -8,7 +8,8 @@ One daemon thread per worker (started when the worker is ready, stopped at shutd
   them died) and sends them again, up to the stall limit;
 - sends again the waiting jobs of those queues whose message is gone (a backstop);
 - renews the locks of the jobs this worker holds, whatever its pool processes are doing;
-- writes this worker's heartbeat (host, queues, concurrency, running jobs).
+- writes this worker's heartbeat (host, queues, concurrency, running jobs);
+- kills the pool processes of its running jobs cancelled over the grace ago (cancels.py).
 
 Each of these is one atomic script, so any number of workers can run the loop at once.
 A SIGTERM starts the shutdown grace timer (WORKER_SHUTDOWN_GRACE).
@@ -31,6 +32,7 @@ from django.conf import settings
 from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
 from tasks.redis_settings import warn_once
+from tasks.worker.cancels import CancelWatch
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
 
@@ -38,8 +40,10 @@ log = structlog.get_logger("jobyard.worker")
 
 
 class Maintenance:
-    def __init__(self, hostname: str, queues: list[str], concurrency: int, running) -> None:
+    def __init__(self, hostname: str, queues: list[str], concurrency: int, running,
+                 pool: Any = None) -> None:  # fmt: skip
         self.hostname = hostname
+        self.cancels = CancelWatch(pool)
         self.queues = queues
         self.concurrency = concurrency
         self.running = running  # () -> number of jobs this worker is running now
@@ -111,6 +115,7 @@ class Maintenance:
         while not self._stop.wait(sleep):
             try:
                 sleep = self.promote()
+                self.cancels.step()  # kill what was cancelled and would not stop
                 now = time.monotonic()
                 if now >= next_renewal:
                     self.renew_locks()
@@ -145,6 +150,7 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
     _maintenance = Maintenance(
         consumer.hostname, [q for q in queues if q in settings.JOBYARD_QUEUES],
         consumer.controller.concurrency, lambda: len(state.active_requests),
+        consumer.pool,
     )  # fmt: skip
     _maintenance.start()
     warn_once("worker")

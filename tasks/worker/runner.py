@@ -29,7 +29,14 @@ from django.conf import settings
 from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
 from tasks.enqueue import adopt
-from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError, RetryAfter
+from tasks.errors import (
+    InvalidJobData,
+    JobCancelled,
+    JobFailed,
+    JobyardError,
+    PermanentError,
+    RetryAfter,
+)
 from tasks.job import Job, get_job
 from tasks.options import MAX_DELAY_MS, JobOptions
 from tasks.registry import JobType, dumps, get_job_type
@@ -250,7 +257,8 @@ def execute(
         if not isinstance(exc, Exception) and terminate_handler_fired():
             raise
         reason = describe(exc)
-        permanent = isinstance(exc, (PermanentError, *declared.throws))
+        # A cancelled job is not retried (fail.lua says so too, whatever the job raised).
+        permanent = isinstance(exc, (PermanentError, JobCancelled, *declared.throws))
         stack = traceback.format_exc()
         # Celery is handed an Exception: a job's SystemExit must not end the pool process.
         error = exc if isinstance(exc, Exception) else JobFailed(job_id, reason)
@@ -269,7 +277,11 @@ def execute(
         done = scripts.Completion(queue, job_id, token, returnvalue, keep, age)
         if completions.defer(done, {**fields, "duration_ms": duration_ms}):
             return Attempt("completed", value)  # written (and logged) by the next take
-        if not scripts.complete(done):
+        written = scripts.complete(done)
+        if written == scripts.COMPLETED_CANCELLED:  # returned after a cancel: failed so
+            log.warning("job_cancelled", **fields, duration_ms=duration_ms)
+            return Attempt("failed", error=JobCancelled(job_id))
+        if not written:
             log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
             return Attempt("lost")
         log.info("job_complete", **fields, duration_ms=duration_ms)

@@ -33,7 +33,14 @@ from django.conf import settings
 from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.registry import dumps
-from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
+from tasks.worker.claims import (
+    CLAIM_HEADER,
+    Completions,
+    claim,
+    completions,
+    job_address,
+    worker_name,
+)
 from tasks.worker.runner import PLAIN_OPTIONS, JobTask, _locks, describe, record_failure
 
 log = structlog.get_logger("jobyard.jobs")
@@ -116,8 +123,10 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
         if completions.defer(done, fields):
             return "completed"
         written = scripts.complete(done)
-        log.info("job_complete", **fields) if written else log.warning("job_lock_lost", **fields)
-        return "completed" if written else "lost"
+        Completions.logged([(done, fields)], str(written))
+        return {scripts.COMPLETED: "completed", scripts.COMPLETED_CANCELLED: "failed"}.get(
+            written, "lost"
+        )
     if state == states.RETRY:  # due again as the retry's own message says (send.lua)
         reason = describe(value) if isinstance(value, BaseException) else str(value)
         return _fail(queue, job_id, token, reason, stack, scripts.RETRY_AS_RESENT, fields)

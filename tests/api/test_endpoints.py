@@ -171,8 +171,8 @@ def test_queues_gives_every_queues_metrics(api, worker):
                                    "cleanup", "catalog"}  # fmt: skip
     default = body["queues"]["default"]
     assert {"counts", "completedPerMinute", "failedPerMinute", "processedPerMinute",
-            "failureRate", "processingMs", "waitingMs", "workers", "utilization",
-            "lastHour", "paused", "queue"} == set(default)  # fmt: skip
+            "failureRate", "retriedPerMinute", "attemptFailureRate", "processingMs",
+            "waitingMs", "workers", "utilization", "lastHour", "paused", "queue"} == set(default)  # fmt: skip
     assert set(default["counts"]) == COUNTS and default["counts"]["completed"] == 1
     assert default["completedPerMinute"] >= 1 and default["workers"] >= 1
     assert set(default["processingMs"]) == {"mean", "p95", "samples"}

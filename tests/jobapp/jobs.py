@@ -101,12 +101,32 @@ def die(job: Job, how: str, key: str | None = None, seconds: float = 0) -> None:
                 time.sleep(0.1)
 
 
+def patient(job: Job, seconds: float, via: str, key: str | None = None) -> str:
+    """Runs up to `seconds` in short steps, each seeing a cancel its own way
+    (tests/test_job_control.py): `progress` and `log` report (JobCancelled raises there),
+    `flag` reads job.cancelled and returns, `ignore` only sleeps, `busy` spins on the CPU."""
+    _runs(key, job)
+    deadline = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < deadline:
+        step += 1
+        if via == "progress":
+            job.update_progress(min(99, step))
+        elif via == "log":
+            job.log(f"step {step}")
+        elif via == "flag" and job.cancelled:
+            return f"stopped at step {step}"
+        if via != "busy":
+            time.sleep(0.05)
+    return "ran to the end"
+
+
 # One variant of each per queue: a test picks a queue no other test's workers consume.
 # A worker started with JOBYARD_TEST_WITHOUT="t-echo.cleanup,..." lacks those: a worker of
 # an older release, in the rolling deploy test.
 _without = set(filter(None, os.environ.get("JOBYARD_TEST_WITHOUT", "").split(",")))
 for _queue in settings.JOBYARD_QUEUES:
-    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather):
+    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather, patient):
         if f"t-{_func.__name__}.{_queue}" not in _without:
             job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
 

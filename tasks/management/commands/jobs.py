@@ -29,6 +29,7 @@ from tasks import (
     get_job_type,
     get_workers,
 )
+from tasks.control import cancel_job
 from tasks.events import job_events, last_event_id
 from tasks.flows import JobNode, flow_of
 from tasks.management.cli import (
@@ -70,6 +71,8 @@ class Command(BaseCommand):
         p.add_argument("--priority", type=int, metavar="N", help="1 (highest) to 10")
         p.add_argument("--job-id", metavar="ID", help="idempotency: an existing id is kept")
         p.add_argument("--attempts", type=int, metavar="N")
+        p.add_argument("--lifo", action="store_true",
+                       help="to the front of its queue: the next job of its priority to run")  # fmt: skip
         p.add_argument("--wait", action="store_true",
                        help="wait for the job to finish, with a progress bar on stderr")  # fmt: skip
         p.add_argument("--timeout", type=float, default=300.0, metavar="S",
@@ -104,6 +107,20 @@ class Command(BaseCommand):
         p = command("remove", "remove a job (any state but active)")
         p.add_argument("job_id", metavar="JOB_ID")
         p.add_argument("--queue", choices=queues)
+
+        # Issue 14: logs, cancel, promote. Each takes JOB_ID (with --queue) or QUEUE JOB_ID.
+        p = command("logs", "a job's log lines (job.log), oldest first")
+        _job_target(p, queues)
+        p.add_argument("--start", type=int, default=0, metavar="N", help="first line (0)")
+        p.add_argument("--end", type=int, default=-1, metavar="N",
+                       help="last line, inclusive (-1: the last; 1,000 lines at most)")  # fmt: skip
+
+        p = command("cancel", "cancel a job: removed if it has not started; a running job is "
+                              "asked to stop, then killed after the grace period")  # fmt: skip
+        _job_target(p, queues)
+
+        p = command("promote", "run a delayed job now")
+        _job_target(p, queues)
 
         p = command("clean", "remove old jobs of one state")
         p.add_argument("--queue", choices=queues, help="default: every queue")
@@ -163,14 +180,15 @@ class Command(BaseCommand):
 
     def cmd_trigger(self, job_type: str, param: list[str], delay: int | None,
                     priority: int | None, job_id: str | None, attempts: int | None,
-                    wait: bool, timeout: float, as_json: bool, **_: Any) -> None:  # fmt: skip
+                    wait: bool, timeout: float, as_json: bool, lifo: bool = False,
+                    **_: Any) -> None:  # fmt: skip
         try:
             data = parse_params(param)
         except ValueError as exc:
             raise bad_input(str(exc)) from None
         options = {name: value for name, value in
                    (("delay", delay), ("priority", priority), ("job_id", job_id),
-                    ("attempts", attempts)) if value is not None}  # fmt: skip
+                    ("attempts", attempts), ("lifo", lifo or None)) if value is not None}  # fmt: skip
         queue = get_job_type(job_type).queue
         # Read the stream's position before sending: no event of the job can be missed.
         cursor = last_event_id(queue) if wait else None
@@ -335,6 +353,54 @@ class Command(BaseCommand):
         self.out(as_json, {"jobId": job_id, "queue": job.queue, "removed": True},
                  f"removed {job_id} from {job.queue}")  # fmt: skip
 
+    # --- issue 14: logs, cancel, promote ----------------------------------------------------
+
+    def _target(self, target: list[str], queue: str | None) -> Job:
+        if len(target) == 2:
+            if queue and queue != target[0]:
+                raise bad_input(f"--queue {queue} and QUEUE {target[0]} disagree")
+            queue = target[0]
+            if queue not in settings.JOBYARD_QUEUES:
+                raise bad_input(f"QUEUE: unknown queue {queue!r}; queues: "
+                                f"{', '.join(settings.JOBYARD_QUEUES)}")  # fmt: skip
+        elif len(target) != 1:
+            raise bad_input("expected JOB_ID or QUEUE JOB_ID")
+        return self._find(target[-1], queue)
+
+    def cmd_logs(self, target: list[str], queue: str | None, start: int, end: int,
+                 as_json: bool, **_: Any) -> None:  # fmt: skip
+        if start < 0 or end < -1 or (end != -1 and end < start):
+            raise bad_input("--start must be >= 0 and --end -1 or at least --start")
+        job = self._target(target, queue)
+        lines, count = job.get_logs(start, end)
+        shown = "\n".join(lines) if lines else f"no log lines (the job holds {count})"
+        self.out(as_json, {"logs": lines, "count": count}, shown)
+
+    def cmd_cancel(self, target: list[str], queue: str | None, as_json: bool, **_: Any) -> None:
+        job = self._target(target, queue)
+        try:
+            found = cancel_job(job.queue, job.id)  # archived `cancelled` when removed
+        except InvalidJobState as exc:
+            raise CommandError(str(exc), returncode=FAILED) from None
+        if found is None:
+            raise CommandError(f"no job {job.id!r} in queue {job.queue!r}", returncode=NOT_FOUND)
+        if found.state is None:
+            outcome, text = "removed", f"cancelled {job.id}: it had not started; removed"
+        else:
+            grace = settings.JOBYARD["CANCEL_GRACE_MS"]
+            outcome = "cancelling"
+            text = f"cancelling {job.id}: asked to stop; its process is killed after {grace} ms"
+        self.out(as_json, {"jobId": job.id, "queue": job.queue, "cancelled": outcome}, text)
+
+    def cmd_promote(self, target: list[str], queue: str | None, as_json: bool,
+                    **_: Any) -> None:  # fmt: skip
+        job = self._target(target, queue)
+        try:
+            job.promote()
+        except InvalidJobState as exc:
+            raise CommandError(str(exc), returncode=FAILED) from None
+        self.out(as_json, job.to_dict(), f"{job.id}  {job.queue}  {job.state}")
+
     def cmd_clean(self, queue: str | None, state: str, grace: int, limit: int, as_json: bool,
                   **_: Any) -> None:  # fmt: skip
         if state == "active":
@@ -410,6 +476,12 @@ def _flow_lines(node: JobNode, depth: int = 0) -> str:
     lines = [f"{'  ' * depth}{job.id}  {job.queue}  {job.name}  {job.state}"]
     lines += [_flow_lines(child, depth + 1) for child in node.children]
     return "\n".join(lines)
+
+
+def _job_target(parser: Any, queues: list[str]) -> None:
+    parser.add_argument("target", nargs="+", metavar="[QUEUE] JOB_ID",
+                        help="the job's id, after its queue or with --queue")  # fmt: skip
+    parser.add_argument("--queue", choices=queues, help="the job's queue (else every queue)")
 
 
 def bad_input(message: str) -> CommandError:
