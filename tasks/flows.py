@@ -182,7 +182,8 @@ def _parse(
         attempts=parsed.attempts or 1, priority=parsed.priority_step() + 1, parent=parent or None,
     )  # fmt: skip
     new = scripts.NewJob(job_id, name, dumps(params), dumps(stored), parsed.priority_step(),
-                         parsed.timelimit(), parsed.delay, parsed.attempts or 1)  # fmt: skip
+                         parsed.timelimit(), parsed.delay, parsed.attempts or 1,
+                         int(bool(parsed.lifo)))  # fmt: skip
     node = _Node(path, job, new, parent, ignore)
     for index, child in enumerate(children_raw):
         sub = _parse(child, f"{path}children[{index}].", me, depth + 1, seen, errors, count)

@@ -7,8 +7,8 @@ ignores it (a long sleep, a C call, a loop that never reports) is ended as Celer
 `revoke(terminate=True)` ends a task: the pool process running it is killed. SIGKILL rather
 than Celery's default SIGTERM: a job that catches SystemExit or BaseException would outlive
 a SIGTERM, and it has had its grace period. The pool replaces the process and the worker
-keeps serving; the dead process's run is recorded by losses.py, and fail.lua fails a
-cancelled job with reason "cancelled", never a retry.
+keeps serving; the run is recorded as failed "cancelled" (never a retry) right after the
+kill, as losses.py records a lost process.
 
 Only the prefork pool runs jobs in processes it can kill. With -P solo or threads a running
 job cannot be ended from outside: it is logged once, and the job fails "cancelled" when its
@@ -26,7 +26,7 @@ from django.conf import settings
 
 from tasks import keys
 from tasks.connection import get_redis
-from tasks.worker.losses import running_claims
+from tasks.worker.losses import record_loss, running_claims
 
 log = structlog.get_logger("jobyard.jobs")
 
@@ -83,3 +83,6 @@ class CancelWatch:
         log.warning("job_cancel_terminating", **fields, pid=request.worker_pid)
         # billiard ignores a process that ended meanwhile (its outcome is recorded already).
         self.pool.terminate_job(request.worker_pid, signal.SIGKILL)
+        # Recorded now rather than when the pool notices its process is gone (a second or
+        # more on a loaded host): the job ends within the grace. on_failure skips it then.
+        record_loss(request, "cancelled", permanent=True)

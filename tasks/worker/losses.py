@@ -110,8 +110,8 @@ class JobRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> Any:  # fmt: skip
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
-        if getattr(self, "_jobyard_cancelled", False):  # killed by cancels.py
-            record_loss(self, "cancelled", permanent=True)
+        if getattr(self, "_jobyard_cancelled", False):  # killed by cancels.py, which
+            pass  # recorded the run as failed "cancelled" right after the kill
         elif isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt):
             record_loss(self, _worker_lost_reason(exc))
         elif isinstance(exc, TimeLimitExceeded):
