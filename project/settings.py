@@ -584,7 +584,12 @@ if SMS_PROVIDER == "http" and not SMS_PROVIDER_URL:
 
 # --- Email ----------------------------------------------------------------------------
 
-vars().update(env.dj_email_url("EMAIL_URL", default="console://"))
+_email = env.dj_email_url("EMAIL_URL", default="console://")
+# Django's SMTP backend, but each email handed over in two steps so that a worker killed
+# mid-send never makes it arrive twice (notifications/smtp.py, docs/notifications.md "Once").
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    _email["EMAIL_BACKEND"] = "notifications.smtp.EmailBackend"
+vars().update(_email)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobyard@localhost")
 #: At most this many emails a minute to one recipient domain, all workers (0: no limit);
 #: over it, the job waits and retries (docs/notifications.md, "Email").
