@@ -54,6 +54,8 @@ def check_domain_rate(domain: str) -> None:
 
 
 def prune_domain_counts(older_than: timedelta = timedelta(hours=1)) -> int:
+    """Delete the counters of minutes older than `older_than` (only the current minute is
+    ever read); run by `sweep-notifications`. Returns how many rows went."""
     return DomainSendCount.objects.filter(minute__lt=timezone.now() - older_than).delete()[0]
 
 

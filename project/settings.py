@@ -504,6 +504,11 @@ WEBHOOK_MAX_REDIRECTS = env.int("WEBHOOK_MAX_REDIRECTS", default=3, validate=Ran
 WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=3600,
                                           validate=Range(min=1))  # fmt: skip
 
+#: A message or webhook delivery still queued this many minutes after it was written, with
+#: no job in the registry, has its job enqueued again by `sweep-notifications`.
+NOTIFICATIONS_REQUEUE_AFTER_MINUTES = env.int("NOTIFICATIONS_REQUEUE_AFTER_MINUTES", default=10,
+                                              validate=Range(min=1))  # fmt: skip
+
 # --- Alerts (notifications/alerts/, docs/notifications.md "Alerts") ----------------------
 
 #: Each threshold: ALERT_<KEY> for every queue, QUEUE_<NAME>_ALERT_<KEY> for one queue;
