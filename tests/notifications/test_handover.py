@@ -65,6 +65,7 @@ def rerun(message: Message, timeout: float = 30) -> dict:
             time.sleep(0.05)
 
 
+@pytest.mark.slow  # a Django process started and killed
 def test_it_never_resends_an_email_the_server_took_before_the_sender_died(smtp_server):
     to = address("handover")
     message = queued_email(to)
@@ -86,6 +87,7 @@ def test_it_never_resends_an_email_the_server_took_before_the_sender_died(smtp_s
     assert "counted as sent, not sent again" in message.last_error
 
 
+@pytest.mark.slow  # a Django process started and killed
 def test_it_resends_an_email_whose_sender_died_before_the_end_of_data(smtp_server):
     to = address("handover")
     message = queued_email(to)
