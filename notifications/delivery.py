@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from notifications.channels import DeliveryError, channel
@@ -117,8 +118,12 @@ def _deliver_email(message_pk: int, last_attempt: bool) -> dict:
                 f"handed over to the SMTP server at {when.isoformat()} by a run that stopped "
                 "before the server's reply: counted as sent, not sent again"
             ), skipped=True)  # fmt: skip
+        counted = Message.objects.filter(pk=message_pk).update(
+            attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+        if not counted:  # deleted since it was read
+            raise MessageGone(f"no message {message_pk}")
         message.attempts += 1
-        message.save(update_fields=["attempts", "updated_at"])
         handover = Handover(message_pk)
         try:
             provider_id = email_channel.send(message, handover)
