@@ -523,6 +523,11 @@ WEBHOOK_MAX_REDIRECTS = env.int("WEBHOOK_MAX_REDIRECTS", default=3, validate=Ran
 WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=3600,
                                           validate=Range(min=1))  # fmt: skip
 
+#: A message or webhook delivery still queued this many minutes after it was written, with
+#: no job in the registry, has its job enqueued again by `sweep-notifications`.
+NOTIFICATIONS_REQUEUE_AFTER_MINUTES = env.int("NOTIFICATIONS_REQUEUE_AFTER_MINUTES", default=10,
+                                              validate=Range(min=1))  # fmt: skip
+
 # --- Alerts (notifications/alerts/, docs/notifications.md "Alerts") ----------------------
 
 #: Each threshold: ALERT_<KEY> for every queue, QUEUE_<NAME>_ALERT_<KEY> for one queue;
@@ -603,7 +608,12 @@ if SMS_PROVIDER == "http" and not SMS_PROVIDER_URL:
 
 # --- Email ----------------------------------------------------------------------------
 
-vars().update(env.dj_email_url("EMAIL_URL", default="console://"))
+_email = env.dj_email_url("EMAIL_URL", default="console://")
+# Django's SMTP backend, but each email handed over in two steps so that a worker killed
+# mid-send never makes it arrive twice (notifications/smtp.py, docs/notifications.md "Once").
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    _email["EMAIL_BACKEND"] = "notifications.smtp.EmailBackend"
+vars().update(_email)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobyard@localhost")
 #: At most this many emails a minute to one recipient domain, all workers (0: no limit);
 #: over it, the job waits and retries (docs/notifications.md, "Email").
