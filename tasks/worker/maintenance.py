@@ -32,6 +32,7 @@ from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
+from tasks.worker.runner import set_pool
 
 log = structlog.get_logger("jobyard.worker")
 
@@ -130,8 +131,18 @@ _maintenance: Maintenance | None = None
 
 
 @signals.celeryd_after_setup.connect
-def _remember_node_name(sender: str = "", **kwargs: Any) -> None:
+def _remember_node_name(sender: str = "", instance: Any = None, **kwargs: Any) -> None:
     set_node_name(sender)
+    if instance is not None:
+        set_pool(pool_name(instance.pool_cls))
+
+
+def pool_name(pool_cls: Any) -> str:
+    """`threads`, `gevent`, `solo`, `prefork`, ... from Celery's pool class (or its alias)."""
+    if isinstance(pool_cls, str):
+        return pool_cls
+    module = pool_cls.__module__.rsplit(".", 1)[-1]
+    return {"thread": "threads"}.get(module, module)
 
 
 @signals.worker_ready.connect
