@@ -46,7 +46,7 @@ ATTEMPTS_SQL = """
 INSERT INTO tasks_jobattempt (job_id, number, started_at, finished_at, outcome, failed_reason,
     worker, event_id)
 SELECT id, 1, processed_on, finished_on, 'completed', '', 'main@host', '1-0'
-FROM tasks_jobrecord WHERE id %% 10 = 0
+FROM tasks_jobrecord WHERE id % 10 = 0
 """
 PAGES = ["", "?state=completed", "?q=user1234%40example.com"]
 
