@@ -59,7 +59,7 @@ def pct(values: list[float], q: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--output", default=str(ROOT / "bench/results/archive_prune.json"))
     args = parser.parse_args()
 

@@ -281,7 +281,7 @@ JOBYARD = {
     # Archive rows deleted per statement (and transaction) when pruning by age: each batch
     # locks only its own rows, for well under a second (docs/benchmarks.md, "Archive prune").
     "ARCHIVE_PRUNE_BATCH": env.int(
-        "JOBYARD_ARCHIVE_PRUNE_BATCH", default=5_000, validate=Range(min=1, max=100_000)
+        "JOBYARD_ARCHIVE_PRUNE_BATCH", default=2_000, validate=Range(min=1, max=100_000)
     ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
