@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -76,10 +77,17 @@ def main() -> None:
         }  # fmt: skip
         for system in args.systems.split(","):
             load = foreign_load()
+            # The CPU its worker processes used, from start to stop (they are waited for):
+            # what one job costs the system, whatever else loads the machine.
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             try:
                 figures = RUNNERS[system](url, http_url, args.n, args.timeout)
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                 figures = {"error": f"{type(exc).__name__}: {exc}"}
+            else:
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                figures["worker_cpu_us_per_job"] = round(cpu / args.n * 1e6)
             figures["load_before"] = load
             results["systems"][system] = figures
             print(f"{system}: {figures}", file=sys.stderr, flush=True)
@@ -236,14 +244,21 @@ RUNNERS = {
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = ["| system | jobs/s | drain s | load before (1 min) |", "|---|---:|---:|---:|"]
+    rows = [
+        "| system | jobs/s | drain s | most at once | worker CPU µs/job | load before (1 min) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for system, f in results["systems"].items():
         if "error" in f:
-            rows.append(f"| {system} | error: {f['error']} | | |")
+            rows.append(f"| {system} | error: {f['error']} | | | | |")
             continue
         load = f["load_before"]
         load_1m = load["loadavg"][0]
-        rows.append(f"| {system} | {f['jobs_per_s']:,.0f} | {f['drain_s']:.1f} | {load_1m} |")
+        rows.append(
+            f"| {system} | {f['jobs_per_s']:,.0f} | {f['drain_s']:.1f} | "
+            f"{f['most_requests_at_once']} | {f.get('worker_cpu_us_per_job', '?')} | "
+            f"{load_1m} |"
+        )
     return "\n".join(rows)
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -196,7 +197,20 @@ def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
         _cut_off(f"cut off by the worker's shutdown after {grace:g} s grace")
         os.kill(os.getpid(), signal.SIGQUIT)
 
-    timer = threading.Timer(grace, cold_shutdown)
+    call_later(grace, cold_shutdown)
+
+
+def call_later(seconds: float, func: Any) -> None:
+    """Call `func` in `seconds`, from a signal handler. Under `-P gevent` (threading
+    monkey-patched) the handler runs in gevent's hub, where starting a thread waits for it
+    to start, which gevent refuses there (BlockingSwitchOutError): a greenlet instead."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        import gevent
+
+        gevent.spawn_later(seconds, func)
+        return
+    timer = threading.Timer(seconds, func)
     timer.daemon = True
     timer.start()
 
