@@ -5,8 +5,8 @@
 
 Starts a private Redis and PostgreSQL (project.localdev.private_services), migrates, starts
 a receiver on 127.0.0.1 (a ThreadingHTTPServer sleeping 20 ms per request) and one worker
-(WEBHOOK_ALLOW_PRIVATE=true): with `--procfile`, the Procfile's `worker` line as deployed
-(its queues, prefork, `-c ${QUEUE_CONCURRENCY:-5}`), else `celery -A project worker -Q
+(WEBHOOK_ALLOW_PRIVATE=true): with `--procfile`, the Procfile line that consumes `webhooks`
+as deployed (`worker_io`: its queues, -P threads, `-c ${WORKER_IO_CONCURRENCY:-50}`), else `celery -A project worker -Q
 webhooks` with the pool and concurrency asked for. It creates the deliveries (rows, then
 `deliver-webhook` jobs in bulk) and times until every row is `delivered`. Results, with the
 machine, the load average and the commit: bench/results/webhooks.json.
@@ -46,11 +46,13 @@ class Slow(BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
 
 
-def procfile_worker_args(process: str = "worker") -> list[str]:
-    """The Procfile line's `celery worker` options, its ${VAR:-default}s read from the
-    environment as a shell would (`-Q default,email,notifications,webhooks -c 5 ...`)."""
+def procfile_worker_args(queue: str = "webhooks") -> list[str]:
+    """The `celery worker` options of the Procfile line consuming `queue`, its
+    ${VAR:-default}s read from the environment as a shell would
+    (`-Q email,notifications,webhooks -P threads -c 50 ...`)."""
     lines = (ROOT / "Procfile").read_text().splitlines()
-    command = dict(line.split(": ", 1) for line in lines if line.strip())[process]
+    commands = [line.split(": ", 1)[1] for line in lines if " worker " in line]
+    (command,) = [c for c in commands if queue in re.search(r"-Q (\S+)", c)[1].split(",")]
     command = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1], m[2]), command)
     words = shlex.split(command)
     assert words[:4] == ["celery", "-A", "project", "worker"], words
@@ -99,7 +101,8 @@ def main() -> None:
         log = open(tmp / "worker.log", "w")  # noqa: SIM115
         if args.procfile:
             options = procfile_worker_args()
-            pool, concurrency = "prefork", int(options[options.index("-c") + 1])
+            pool = options[options.index("-P") + 1] if "-P" in options else "prefork"
+            concurrency = int(options[options.index("-c") + 1])
         else:
             options = ["-Q", "webhooks", "-P", args.pool, "-c", str(args.concurrency),
                        "-n", "bench@%h", "--without-gossip"]  # fmt: skip

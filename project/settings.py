@@ -200,14 +200,28 @@ def _queue_int(name: str, option: str, default: int, low: int) -> int:
     return env.int(f"QUEUE_{name.upper()}_{option}", default=default, validate=Range(min=low))
 
 
+#: Days the job archive (PostgreSQL) keeps a finished job, per final state, for every queue:
+#: JOBYARD_ARCHIVE_<STATE>_DAYS; one queue: QUEUE_<NAME>_ARCHIVE_<STATE>_DAYS. 0 keeps the
+#: rows for ever. The daily `prune-archive` job deletes older rows (tasks/archive_retention.py).
+ARCHIVE_DAYS_DEFAULT = {"completed": 7, "failed": 30, "cancelled": 7}
+_ARCHIVE_DAYS = {
+    state: env.int(f"JOBYARD_ARCHIVE_{state.upper()}_DAYS", default=days, validate=Range(min=0))
+    for state, days in ARCHIVE_DAYS_DEFAULT.items()
+}
+
 #: name -> options. Each is overridable per queue: QUEUE_<NAME>_CONCURRENCY,
-#: QUEUE_<NAME>_RATE_LIMIT, QUEUE_<NAME>_KEEP_COMPLETED, QUEUE_<NAME>_KEEP_FAILED.
+#: QUEUE_<NAME>_RATE_LIMIT, QUEUE_<NAME>_KEEP_COMPLETED, QUEUE_<NAME>_KEEP_FAILED,
+#: QUEUE_<NAME>_ARCHIVE_<STATE>_DAYS.
 JOBYARD_QUEUES: dict[str, dict] = {
     name: {
         "concurrency": _queue_int(name, "CONCURRENCY", default, 1),
         "rate_limit": _rate_limit(f"QUEUE_{name.upper()}_RATE_LIMIT"),
         "keep_completed": _queue_int(name, "KEEP_COMPLETED", 100, 0),
         "keep_failed": _queue_int(name, "KEEP_FAILED", 50, 0),
+        "archive_days": {
+            state: _queue_int(name, f"ARCHIVE_{state.upper()}_DAYS", days, 0)
+            for state, days in _ARCHIVE_DAYS.items()
+        },
     }
     for name, default in _QUEUE_DEFAULT_CONCURRENCY.items()
 }
@@ -269,6 +283,11 @@ JOBYARD = {
     # worker) no longer holds back its next runs (tasks/scheduling/firing.py).
     "SCHEDULE_STUCK_MS": env.int(
         "JOBYARD_SCHEDULE_STUCK_MS", default=600_000, validate=Range(min=1000)
+    ),
+    # Archive rows deleted per statement (and transaction) when pruning by age: each batch
+    # locks only its own rows, for well under a second (docs/benchmarks.md, "Archive prune").
+    "ARCHIVE_PRUNE_BATCH": env.int(
+        "JOBYARD_ARCHIVE_PRUNE_BATCH", default=2_000, validate=Range(min=1, max=100_000)
     ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},

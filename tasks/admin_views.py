@@ -19,7 +19,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from tasks import InvalidJobData, InvalidJobOptions, Queue, UnknownJobType, enqueue, get_job
-from tasks.dashboard import BACKLOG_WAITING, FAILING_MIN_FINISHED, FAILING_RATE, dashboard_context
+from tasks.dashboard import (
+    BACKLOG_WAITING,
+    FAILING_MIN_FINISHED,
+    FAILING_RATE,
+    archive_context,
+    dashboard_context,
+)
 from tasks.errors import UnknownQueue
 from tasks.recorder import recorder_faults, recorder_lag
 from tasks.registry import job_types
@@ -34,6 +40,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "title": "Dashboard",
         "archive_lag": sum(v or 0 for v in lag.values()),
         "archive_faults": recorder_faults(),
+        "archive": archive_context(),
         "rules": {"rate": FAILING_RATE, "min": FAILING_MIN_FINISHED, "backlog": BACKLOG_WAITING},
     }
     return TemplateResponse(request, "tasks/dashboard.html", context)

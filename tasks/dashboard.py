@@ -207,3 +207,18 @@ def dashboard_context() -> dict[str, Any]:
 
 def _totals(series: list[dict[str, Any]]) -> dict[str, int]:
     return {k: sum(b[k] for b in series) for k in ("completed", "failed", "retried")}
+
+
+def archive_context() -> dict[str, Any]:
+    """The job archive's size (rows, bytes with indexes), its oldest job and the retention
+    that bounds it, for the dashboard: a few catalog and index reads, no COUNT(*) of the
+    table (tasks/archive_retention.py)."""
+    from tasks.archive_retention import PRUNABLE, archive_size, retention_table
+
+    retention = retention_table()
+    # One line when every queue keeps the defaults (the common case), a row per queue else.
+    same = all({s: r[s] for s in PRUNABLE} == {s: retention[0][s] for s in PRUNABLE}
+               for r in retention)  # fmt: skip
+    rows = [{"queue": r["queue"], "days": [(s, r[s]) for s in PRUNABLE]}
+            for r in (retention[:1] if same else retention)]  # fmt: skip
+    return {"size": archive_size(), "retention": rows, "uniform": same}

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -35,6 +36,7 @@ from tasks.redis_settings import warn_once
 from tasks.worker.cancels import CancelWatch
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
+from tasks.worker.runner import set_pool
 
 log = structlog.get_logger("jobyard.worker")
 
@@ -136,8 +138,18 @@ _maintenance: Maintenance | None = None
 
 
 @signals.celeryd_after_setup.connect
-def _remember_node_name(sender: str = "", **kwargs: Any) -> None:
+def _remember_node_name(sender: str = "", instance: Any = None, **kwargs: Any) -> None:
     set_node_name(sender)
+    if instance is not None:
+        set_pool(pool_name(instance.pool_cls))
+
+
+def pool_name(pool_cls: Any) -> str:
+    """`threads`, `gevent`, `solo`, `prefork`, ... from Celery's pool class (or its alias)."""
+    if isinstance(pool_cls, str):
+        return pool_cls
+    module = pool_cls.__module__.rsplit(".", 1)[-1]
+    return {"thread": "threads"}.get(module, module)
 
 
 @signals.worker_ready.connect
@@ -200,7 +212,20 @@ def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
         _cut_off(f"cut off by the worker's shutdown after {grace:g} s grace")
         os.kill(os.getpid(), signal.SIGQUIT)
 
-    timer = threading.Timer(grace, cold_shutdown)
+    call_later(grace, cold_shutdown)
+
+
+def call_later(seconds: float, func: Any) -> None:
+    """Call `func` in `seconds`, from a signal handler. Under `-P gevent` (threading
+    monkey-patched) the handler runs in gevent's hub, where starting a thread waits for it
+    to start, which gevent refuses there (BlockingSwitchOutError): a greenlet instead."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        import gevent
+
+        gevent.spawn_later(seconds, func)
+        return
+    timer = threading.Timer(seconds, func)
     timer.daemon = True
     timer.start()
 

@@ -271,6 +271,13 @@ def execute(
     finally:
         _locks.release(queue, job_id)
     duration_ms = round((time.monotonic() - started) * 1000, 3)
+    if reason is None and overran(job_opts, duration_ms):
+        reason, permanent, stack = (
+            f"timed out after {job_opts.timeout} ms (ran {duration_ms:.0f} ms; the "
+            f"{pool.name} pool cannot stop a running job, so the attempt failed when it "
+            "returned)", False, "",
+        )  # fmt: skip
+        error = JobFailed(job_id, reason)
 
     if reason is None:
         keep, age = job_opts.retention(True, queue_conf["keep_completed"])
@@ -293,6 +300,39 @@ def execute(
         delay = max(delay, min(error.delay_ms, MAX_DELAY_MS))
     outcome = record_failure(queue, token, job_opts, reason, stack, delay, fields)
     return Attempt(outcome, error=error, retry_in_ms=delay)
+
+
+class _Pool:
+    """The pool this worker process runs jobs in (`-P`), told by the worker at start-up
+    (maintenance.py); outside a worker, one that enforces time limits."""
+
+    name = "prefork"
+    #: prefork, gevent and eventlet stop a job at its time limit (Celery's soft limit raises
+    #: in the job, the hard one ends it); threads and solo cannot: a thread cannot be
+    #: stopped from outside, so there the attempt fails when it returns past its timeout.
+    enforces_time_limits = True
+
+
+pool = _Pool()
+
+#: Celery's pool modules that stop a job at its time limit.
+_STOPPING_POOLS = ("prefork", "gevent", "eventlet")
+
+
+def set_pool(name: str) -> None:
+    """Record the worker's pool: `threads`, `gevent`, `solo`, `prefork`, or the module
+    of a custom pool class."""
+    pool.name = name
+    pool.enforces_time_limits = name in _STOPPING_POOLS
+
+
+def overran(job_opts: JobOptions, duration_ms: float) -> bool:
+    """A successful attempt that ran past its timeout in a pool that could not stop it."""
+    return (
+        bool(job_opts.timeout)
+        and not pool.enforces_time_limits
+        and (duration_ms > job_opts.timeout)
+    )
 
 
 def record_failure(

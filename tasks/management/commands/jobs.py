@@ -7,8 +7,10 @@ not finish in time) or the operation was refused, 2 bad input (the message names
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +31,7 @@ from tasks import (
     get_job_type,
     get_workers,
 )
+from tasks.archive_retention import PRUNABLE, Batch, prune_archive
 from tasks.control import cancel_job
 from tasks.events import job_events, last_event_id
 from tasks.flows import JobNode, flow_of
@@ -122,14 +125,22 @@ class Command(BaseCommand):
         p = command("promote", "run a delayed job now")
         _job_target(p, queues)
 
-        p = command("clean", "remove old jobs of one state")
+        p = command("clean", "remove old jobs of one state from the registry, or (--archive) "
+                             "old rows from the job archive")  # fmt: skip
         p.add_argument("--queue", choices=queues, help="default: every queue")
-        # Not argparse choices: `--state active` deserves the way to fix stuck jobs.
-        p.add_argument("--state", default="completed",
-                       help=f"one of {', '.join(CLEANABLE)}; default completed")  # fmt: skip
+        p.add_argument("--state", metavar="STATE",
+                       help=f"the registry: one of {', '.join(CLEANABLE)} (default completed); "
+                            f"--archive: one of {', '.join(PRUNABLE)} (default all three)")  # fmt: skip
         p.add_argument("--grace", type=int, default=0, metavar="MS",
                        help="only jobs older than MS ms (default 0: all of them)")  # fmt: skip
         p.add_argument("--limit", type=int, default=1000, help="per queue; default 1000")
+        p.add_argument("--archive", action="store_true",
+                       help="prune the PostgreSQL job archive instead: finished jobs older "
+                            "than their retention (JOBYARD_ARCHIVE_<STATE>_DAYS), with their "
+                            "attempts, in batches")  # fmt: skip
+        p.add_argument("--older-than", metavar="AGE",
+                       help="--archive: rows older than AGE (30d, 12h, 90m, 45s) instead of "
+                            "the configured retention")  # fmt: skip
 
         p = command(
             "recover-stalled",
@@ -401,12 +412,18 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=FAILED) from None
         self.out(as_json, job.to_dict(), f"{job.id}  {job.queue}  {job.state}")
 
-    def cmd_clean(self, queue: str | None, state: str, grace: int, limit: int, as_json: bool,
-                  **_: Any) -> None:  # fmt: skip
+    def cmd_clean(self, queue: str | None, state: str | None, grace: int, limit: int,
+                  archive: bool, older_than: str | None, as_json: bool, **_: Any) -> None:  # fmt: skip
+        if archive:
+            self._clean_archive(queue, state, older_than, as_json)
+            return
+        if older_than is not None:
+            raise bad_input("--older-than: only with --archive (the registry takes --grace MS)")
+        state = state or "completed"
         if state == "active":
             raise bad_input("--state: " + ACTIVE_NOT_CLEANABLE.replace("{queue}", queue or "QUEUE"))
         if state not in CLEANABLE:
-            raise bad_input(f"--state: must be one of {', '.join(CLEANABLE)}, not {state!r}")
+            raise bad_input(f"--state: {state!r}: the registry cleans {', '.join(CLEANABLE)}")
         if grace < 0 or limit < 1:
             raise bad_input("--grace must be >= 0 and --limit >= 1")
         removed = {name: Queue(name).clean(grace, limit, state) for name in self._queues(queue)}
@@ -423,6 +440,32 @@ class Command(BaseCommand):
             {"queue": queue, "action": action, "recovered": len(ids), "jobIds": ids},
             f"{len(ids)} stalled job(s) of {queue} {done}" + "".join(f"\n  {i}" for i in ids),
         )
+
+    def _clean_archive(self, queue: str | None, state: str | None, older_than: str | None,
+                       as_json: bool) -> None:  # fmt: skip
+        if state is not None and state not in PRUNABLE:
+            raise bad_input(f"--state: {state!r}: the archive prunes {', '.join(PRUNABLE)}")
+        age = None
+        if older_than is not None:
+            try:
+                age = parse_age(older_than)
+            except ValueError as exc:
+                raise bad_input(f"--older-than: {exc}") from None
+        tty = hasattr(self.stderr, "isatty") and self.stderr.isatty()
+
+        def report(batch: Batch) -> None:
+            if tty:
+                self.stderr.write(f"\r{batch.queue}.{batch.state}: {batch.rows} rows in "
+                                  f"{batch.seconds:.2f} s", ending="")  # fmt: skip
+
+        summary = prune_archive(queues=[queue] if queue else None,
+                                states=[state] if state else None, older_than=age,
+                                on_batch=report)  # fmt: skip
+        if tty and summary.batches:
+            self.stderr.write("")
+        self.out(as_json, summary.to_dict(),
+                 f"pruned {summary.total} archived job(s) and {summary.attempts} attempt(s) "
+                 f"in {summary.batches} batch(es)")  # fmt: skip
 
     def cmd_pause(self, queue: str, as_json: bool, **_: Any) -> None:
         Queue(queue).pause()
@@ -482,6 +525,17 @@ def _job_target(parser: Any, queues: list[str]) -> None:
     parser.add_argument("target", nargs="+", metavar="[QUEUE] JOB_ID",
                         help="the job's id, after its queue or with --queue")  # fmt: skip
     parser.add_argument("--queue", choices=queues, help="the job's queue (else every queue)")
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `45s` (a bare number is days) as a timedelta."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r}: expected a number and a unit: 30d, 12h, 90m, 45s")
+    return timedelta(seconds=float(match.group(1)) * _AGE_UNITS[match.group(2) or "d"])
 
 
 def bad_input(message: str) -> CommandError:
