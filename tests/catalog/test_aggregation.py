@@ -309,7 +309,8 @@ def test_get_has_the_seeds_shape(reader):
     body = answer.json()
     assert set(body) == {"queue", "counts", "recent", "scheduled"}
     assert body["queue"] == "reports"
-    assert set(body["counts"]) == {"waiting", "active", "completed", "failed", "delayed", "paused"}
+    assert set(body["counts"]) == {"waiting", "active", "completed", "failed", "delayed", "paused",
+                                   "waiting-children"}  # fmt: skip
     assert set(body["recent"]) == {"completed", "failed", "active"}
     assert [j["name"] for j in body["recent"]["completed"]] == ["aggregate-daily"]
     assert body["recent"]["completed"][0]["returnvalue"]["days"] == 1
