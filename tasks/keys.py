@@ -30,6 +30,19 @@ QUEUE_KEYS = {
     "waits": ":waits",  # the last 1,000 waiting times
     "limiter": ":limiter",  # the rate limit's sliding log
     "bell": ":bell",  # wakes idle consumers: a token per message sent, BELLS_KEPT at most
+    # Groups (tasks/lua/prelude_groups.lua): per group, then per queue.
+    "group": ":group:",  # hash per group: in the ring, paused, its own limits
+    "gjobs": ":gjobs:",  # a group's messages, as a broker list would hold them
+    "gwait": ":gwait:",  # a group's waiting job ids (its messages may hold stale copies)
+    "gactive": ":gactive:",  # a group's active job ids: its concurrency
+    "glimiter": ":glimiter:",  # a group's rate limit: a sliding log of start times
+    "groups": ":groups",  # every group with jobs or settings
+    "gring": ":gring",  # groups that may have a job to start, served round robin
+    "glimited": ":glimited",  # groups over their rate, scored by when they may start again
+    "gconf": ":gconf",  # the queue's default group limits
+    # Deduplication (tasks/lua/prelude_dedupe.lua): a key's job, for its window.
+    "dedupe": ":dedupe:",
+    "debounce": ":debounce:",
 }
 #: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
 #: messages until the lists are empty, so a few are enough; the cap bounds its memory.
@@ -76,6 +89,20 @@ def paused(queue: str) -> str:
 
 def bell(queue: str) -> str:
     return _queue_key(queue, "bell")
+
+
+def group_key(queue: str, name: str, group: str = "") -> str:
+    """A group's key `name` (group, gjobs, gwait, gactive, glimiter), or a queue's group
+    key (groups, gring, glimited, gconf) with no `group`."""
+    return _queue_key(queue, name, group)
+
+
+def dedupe(queue: str, key: str) -> str:
+    return _queue_key(queue, "dedupe", key)
+
+
+def debounce(queue: str, key: str) -> str:
+    return _queue_key(queue, "debounce", key)
 
 
 def events(queue: str) -> str:
