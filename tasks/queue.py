@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.errors import JobyardError
+from tasks.errors import InvalidJobOptions, JobyardError
 from tasks.job import Job, get_jobs
 from tasks.metrics import queue_metrics
-from tasks.options import GroupLimits, check_group
+from tasks.options import GroupLimits, check_group, validation_errors
 from tasks.registry import check_queue
 from tasks.states import CLEANABLE, FINISHED, STATE_SET, STATES, counts_by_state
 
@@ -136,7 +138,12 @@ class Queue:
         `concurrency` of its jobs active at once across all workers, and at most
         `rate_limit[0]` started per `rate_limit[1]` ms. None clears a limit (a group's own
         then falls back to the queue's default; 0 means no limit whatever the default)."""
-        limits = GroupLimits.model_validate({"concurrency": concurrency, "rate_limit": rate_limit})
+        try:
+            limits = GroupLimits.model_validate(
+                {"concurrency": concurrency, "rate_limit": rate_limit}
+            )
+        except ValidationError as exc:
+            raise InvalidJobOptions(validation_errors(exc)) from None
         rate = limits.rate_limit or (None, None)
         target = "" if group is None else check_group(group)
         scripts.group_limits(self.name, target, limits.concurrency, *rate)
