@@ -158,13 +158,13 @@ def paths(api: Any) -> dict[str, Any]:
         "/api/v1/queues/{queue}/groups/limits": {"parameters": [queue], "post": api.op(
             "setGroupDefaults", "Every group's default limits in this queue", listing,
             "the queue's groups, with the new defaults", scope=WRITE, body=body,
-            errors=(404, 413, 415, 422),
+            errors=(400, 404, 413, 415, 422),
             description="`concurrency`: active jobs per group at once across all workers; "
             "`rateLimit {max, duration}`: jobs started per group per `duration` ms. A key "
             "left out or null clears that limit.")},
         "/api/v1/queues/{queue}/groups/{group}/limits": {**both, "post": api.op(
             "setGroupLimits", "One group's own limits (over the queue's defaults)", listing,
-            "that group", scope=WRITE, body=body, errors=(404, 413, 415, 422),
+            "that group", scope=WRITE, body=body, errors=(400, 404, 413, 415, 422),
             description="As the defaults; a limit cleared here falls back to the queue's "
             "default, and 0 means no limit whatever the default.")},
         "/api/v1/queues/{queue}/groups/{group}/pause": {**both, "post": api.op(
