@@ -28,8 +28,12 @@ end
 -- A message of job `id` was pushed to group g's list (publish() in prelude.lua).
 group_entered = function(p, q, g, id)
   redis.call('SADD', qkey(p, q, 'gwait', g), id)
-  redis.call('SADD', qkey(p, q, 'groups'), g)
-  group_enter_ring(p, q, g)
+  -- A group in the ring is known already (it is forgotten only out of the ring): a busy
+  -- group's job costs two writes here, its id and its message.
+  if redis.call('HSETNX', qkey(p, q, 'group', g), 'r', 1) == 1 then
+    redis.call('SADD', qkey(p, q, 'groups'), g)
+    redis.call('RPUSH', qkey(p, q, 'gring'), g)
+  end
 end
 
 -- Job `id` of group g is no longer active (ended, stalled, released, handed back): its
