@@ -26,6 +26,11 @@ class JobyardAdminSite(admin.AdminSite):
                 self.admin_view(admin_views.queue_action),
                 name="jobyard_queue_action",
             ),
+            path(
+                "dashboard/queues/<str:queue>/groups/<str:group>/<str:action>/",
+                self.admin_view(admin_views.group_action),
+                name="jobyard_group_action",
+            ),
             path("trigger/", self.admin_view(admin_views.trigger), name="jobyard_trigger"),
         ]
         return ours + super().get_urls()

@@ -72,6 +72,24 @@ def queue_action(request: HttpRequest, queue: str, action: str) -> HttpResponse:
     return redirect("admin:jobyard_dashboard")
 
 
+@require_POST
+def group_action(request: HttpRequest, queue: str, group: str, action: str) -> HttpResponse:
+    """Pause or resume one group of a queue (POST, CSRF-checked, staff only)."""
+    if action not in ("pause", "resume"):
+        raise Http404("unknown group action")
+    try:
+        target = Queue(queue)
+        if action == "pause":
+            target.pause_group(group)
+        else:
+            target.resume_group(group)
+    except (UnknownQueue, InvalidJobOptions):
+        raise Http404("unknown queue or group") from None
+    done = "paused: workers start none of its jobs" if action == "pause" else "resumed"
+    messages.success(request, f"Group {group} of {queue} {done}.")
+    return redirect("admin:jobyard_dashboard")
+
+
 # --- trigger form -------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ import structlog
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from tasks import all_queue_metrics, get_workers, unknown_job_types
+from tasks import Queue, all_queue_metrics, get_workers, unknown_job_types
 from tasks.metrics import last_day
 
 #: Failure rate over the last hour that marks a queue as failing.
@@ -196,6 +196,7 @@ def dashboard_context() -> dict[str, Any]:
                 "hour_totals": _totals(metrics["lastHour"]),
                 "day_totals": _totals(day),
                 "workers": [w for w in workers if name in w["queues"]],
+                "groups": busiest_groups(name),
             }
         )
     now_ms = time.time() * 1000
@@ -203,6 +204,17 @@ def dashboard_context() -> dict[str, Any]:
         w["heartbeat_age_s"] = max(0, round((now_ms - w["lastHeartbeat"]) / 1000, 1))
     return {"queues": queues, "workers": workers, "unknown_types": unknown_job_types(),
             "sections": dashboard_sections()}  # fmt: skip
+
+
+#: Groups a queue's card lists at most, the busiest first (waiting + active).
+GROUPS_SHOWN = 20
+
+
+def busiest_groups(queue: str) -> dict[str, Any]:
+    """The queue's groups for its card: the busiest GROUPS_SHOWN, the total, the defaults."""
+    info = Queue(queue).groups()
+    rows = sorted(info["groups"], key=lambda g: (-(g["waiting"] + g["active"]), g["group"]))
+    return {"shown": rows[:GROUPS_SHOWN], "total": len(rows), "defaults": info["defaults"]}
 
 
 def _totals(series: list[dict[str, Any]]) -> dict[str, int]:

@@ -42,6 +42,21 @@ BULK_CHUNK = 500
 class _Prepared:
     job: Job
     new: scripts.NewJob
+    #: '' or the JSON of the job's group, dedupe and debounce, for enqueue.lua.
+    features: str = ""
+
+
+def _features(opts: Any) -> str:
+    """enqueue.lua's per-job features (see tasks/lua/prelude_dedupe.lua): short names, and
+    nothing at all for a job that uses none (the script then decodes nothing)."""
+    found: dict[str, Any] = {}
+    if opts.group:
+        found["g"] = opts.group
+    if opts.dedupe:
+        found.update(dk=opts.dedupe.key, dt=opts.dedupe.ttl)
+    if opts.debounce:
+        found.update(bk=opts.debounce.key, bd=opts.debounce.delay)
+    return json.dumps(found, separators=(",", ":")) if found else ""
 
 
 def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) -> _Prepared:
@@ -54,22 +69,28 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
         queue=declared.queue, id=job_id, name=name, data=params, opts=stored_opts,
         attempts=opts.attempts or 1, priority=opts.priority_step() + 1,
     )  # fmt: skip
+    delay = opts.debounce.delay if opts.debounce else opts.delay
     new = scripts.NewJob(job_id, name, dumps(params), dumps(stored_opts), opts.priority_step(),
-                         opts.timelimit(), opts.delay, opts.attempts or 1,
+                         opts.timelimit(), delay, opts.attempts or 1,
                          int(bool(opts.lifo)))  # fmt: skip
-    return _Prepared(job, new)
+    return _Prepared(job, new, _features(opts))
 
 
 def _write(
     queue: str, prepared: Sequence[_Prepared], pipe: Any = None, publish: bool = True
 ) -> Any:
-    return scripts.enqueue(queue, [p.new for p in prepared], publish=publish, client=pipe)
+    features = [p.features for p in prepared]
+    return scripts.enqueue(queue, [p.new for p in prepared], publish=publish, client=pipe,
+                           features=features if any(features) else None)  # fmt: skip
 
 
-def _settle(prepared: Sequence[_Prepared], created: Sequence[int]) -> list[Job]:
+def _settle(prepared: Sequence[_Prepared], created: Sequence[Any]) -> list[Job]:
     jobs = []
     for p, was_created in zip(prepared, created, strict=True):
-        if was_created:
+        if isinstance(was_created, list):  # a dedupe or debounce key's job is the answer
+            other = was_created[1].decode()
+            job = get_job(p.job.queue, other) or Job(queue=p.job.queue, id=other)
+        elif was_created:
             job = p.job
             job.state = scripts.CREATED_AS[was_created]
         else:  # the id existed: hand back that job, untouched

@@ -41,6 +41,19 @@ QUEUE_KEYS = {
     "child_failures": ":child-failures:",  # a parent's failed children: "queue/id" -> reason
     # --- job logs (job.log): a list per job, deleted with the job's hash (drop_job in Lua)
     "logs": ":logs:",
+    # Groups (tasks/lua/prelude_groups.lua): per group, then per queue.
+    "group": ":group:",  # hash per group: in the ring, paused, its own limits
+    "gjobs": ":gjobs:",  # a group's messages, as a broker list would hold them
+    "gwait": ":gwait:",  # a group's waiting job ids (its messages may hold stale copies)
+    "gactive": ":gactive:",  # a group's active job ids: its concurrency
+    "glimiter": ":glimiter:",  # a group's rate limit: a sliding log of start times
+    "groups": ":groups",  # every group with jobs or settings
+    "gring": ":gring",  # groups that may have a job to start, served round robin
+    "glimited": ":glimited",  # groups over their rate, scored by when they may start again
+    "gconf": ":gconf",  # the queue's default group limits
+    # Deduplication (tasks/lua/prelude_dedupe.lua): a key's job, for its window.
+    "dedupe": ":dedupe:",
+    "debounce": ":debounce:",
 }
 #: The keys a flow's parent owns besides its hash: removed with it.
 PARENT_KEYS = ("deps", "processed", "child_failures")
@@ -111,6 +124,20 @@ def paused(queue: str) -> str:
 
 def bell(queue: str) -> str:
     return _queue_key(queue, "bell")
+
+
+def group_key(queue: str, name: str, group: str = "") -> str:
+    """A group's key `name` (group, gjobs, gwait, gactive, glimiter), or a queue's group
+    key (groups, gring, glimited, gconf) with no `group`."""
+    return _queue_key(queue, name, group)
+
+
+def dedupe(queue: str, key: str) -> str:
+    return _queue_key(queue, "dedupe", key)
+
+
+def debounce(queue: str, key: str) -> str:
+    return _queue_key(queue, "debounce", key)
 
 
 def events(queue: str) -> str:

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from tasks.errors import InvalidJobOptions
@@ -49,6 +57,22 @@ class Retention(_Options):
     count: int | None = Field(default=None, ge=0)
 
 
+class Dedupe(_Options):
+    """BullMQ's simple deduplication: within `ttl` ms of the job that set `key`, an enqueue
+    with the same key returns that job (whatever its state) and creates nothing."""
+
+    key: str = Field(min_length=1, max_length=200)
+    ttl: int = Field(ge=1, le=MAX_DELAY_MS, description="milliseconds")
+
+
+class Debounce(_Options):
+    """BullMQ's debounce (replace + extend): the job waits `delay` ms; an enqueue with the
+    same key while it still waits replaces its data and options and restarts the delay."""
+
+    key: str = Field(min_length=1, max_length=200)
+    delay: int = Field(ge=1, le=MAX_DELAY_MS, description="milliseconds")
+
+
 #: true removes at once, false keeps all, a number keeps that many, {age, count} both.
 RemoveOption = bool | int | Retention
 
@@ -68,6 +92,21 @@ class JobOptions(_Options):
     )
     #: Set by the beat: the key of the schedule whose run this job is.
     schedule: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Served round robin with the queue's other groups, within the group's limits.
+    group: str | None = Field(default=None, pattern=ID_PATTERN)
+    dedupe: Dedupe | None = None
+    debounce: Debounce | None = None
+
+    @model_validator(mode="after")
+    def _debounce_alone(self) -> JobOptions:
+        # A debounced job's id is made per window and its delay is the debounce's.
+        if self.debounce is not None:
+            clash = [n for n in ("dedupe", "job_id") if getattr(self, n) is not None]
+            if self.delay:
+                clash.append("delay")
+            if clash:
+                raise ValueError(f"debounce cannot be combined with {', '.join(clash)}")
+        return self
 
     @field_validator("remove_on_complete", "remove_on_fail")
     @classmethod
@@ -104,6 +143,33 @@ class JobOptions(_Options):
             return value, 0
         keep = -1 if value.count is None else value.count
         return keep, (value.age or 0) * 1000
+
+
+class GroupLimits(_Options):
+    """A group's limits (or the queue's default for its groups); None: not set."""
+
+    concurrency: int | None = Field(default=None, ge=0, le=100_000)
+    #: (max jobs started, per window ms); max 0 means no rate limit.
+    rate_limit: tuple[int, int] | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and (
+            not 0 <= value[0] <= 1_000_000 or not 1 <= value[1] <= MAX_DELAY_MS
+        ):
+            raise ValueError("must be [max, ms]: max 0..1000000 jobs per ms 1..")
+        return value
+
+
+_GROUP = re.compile(ID_PATTERN)
+
+
+def check_group(group: Any) -> str:
+    """A group name as jobs carry it (the `group` option's rule), or InvalidJobOptions."""
+    if not isinstance(group, str) or not _GROUP.match(group):
+        raise InvalidJobOptions([{"field": "group", "message": f"must match {ID_PATTERN}"}])
+    return group
 
 
 def parse_options(raw: dict[str, Any]) -> JobOptions:

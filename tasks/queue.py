@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from pydantic import ValidationError
 
 from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.errors import JobyardError
+from tasks.errors import InvalidJobOptions, JobyardError
 from tasks.job import Job, get_jobs
 from tasks.metrics import queue_metrics
+from tasks.options import GroupLimits, check_group, validation_errors
 from tasks.registry import check_queue
 from tasks.states import (
     ACTIVE_NOT_CLEANABLE,
@@ -120,3 +122,55 @@ class Queue:
 
     def metrics(self) -> dict[str, Any]:
         return queue_metrics(self.name)
+
+    # --- groups (docs/jobs.md, "Groups") ------------------------------------------------
+
+    def groups(self, names: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """Every group with jobs or settings (or those named): waiting and active counts,
+        paused, and its own limits (None: the queue's `defaults`, which are returned too)."""
+        for name in names:
+            check_group(name)
+        rows, conf = scripts.group_counts(self.name, names)
+        groups = []
+        for name, waiting, active, paused, concurrency, rate_max, rate_ms in rows:
+            groups.append({
+                "group": name.decode(), "waiting": int(waiting), "active": int(active),
+                "paused": bool(paused), "concurrency": _num(concurrency),
+                "rate_limit": _rate(rate_max, rate_ms),
+            })  # fmt: skip
+        groups.sort(key=lambda g: g["group"])
+        defaults = {"concurrency": _num(conf[0]), "rate_limit": _rate(conf[1], conf[2])}
+        return {"queue": self.name, "defaults": defaults, "groups": groups}
+
+    def pause_group(self, group: str) -> None:
+        """Workers start none of `group`'s jobs until it is resumed (kept in Redis)."""
+        scripts.pause_group(self.name, check_group(group))
+
+    def resume_group(self, group: str) -> None:
+        scripts.resume_group(self.name, check_group(group))
+
+    def set_group_limits(
+        self, group: str | None = None, *, concurrency: int | None = None,
+        rate_limit: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        """Limits of one group, or with no `group` every group's default: at most
+        `concurrency` of its jobs active at once across all workers, and at most
+        `rate_limit[0]` started per `rate_limit[1]` ms. None clears a limit (a group's own
+        then falls back to the queue's default; 0 means no limit whatever the default)."""
+        try:
+            limits = GroupLimits.model_validate(
+                {"concurrency": concurrency, "rate_limit": rate_limit}
+            )
+        except ValidationError as exc:
+            raise InvalidJobOptions(validation_errors(exc)) from None
+        rate = limits.rate_limit or (None, None)
+        target = "" if group is None else check_group(group)
+        scripts.group_limits(self.name, target, limits.concurrency, *rate)
+
+
+def _num(raw: bytes | None) -> int | None:
+    return None if raw is None else int(raw)
+
+
+def _rate(rate_max: bytes | None, rate_ms: bytes | None) -> tuple[int, int] | None:
+    return None if rate_max is None or rate_ms is None else (int(rate_max), int(rate_ms))

@@ -24,11 +24,15 @@ from tasks.states import STATE_SET
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
+#: The shared functions every script starts with, in order (prelude.lua declares the group
+#: and flow hooks that prelude_groups.lua and flows.lua define).
+PRELUDES = ("prelude", "prelude_groups", "prelude_dedupe", "flows")
+
+
 @cache
 def source(name: str) -> str:
-    # flows.lua defines what the prelude's ends of a job call for a flow's child.
-    parts = (keys.lua_header(), (LUA_DIR / "prelude.lua").read_text(),
-             (LUA_DIR / "flows.lua").read_text(), (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
+    parts = (keys.lua_header(), *((LUA_DIR / f"{p}.lua").read_text() for p in PRELUDES),
+             (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
     return "\n".join(parts)
 
 
@@ -58,8 +62,10 @@ def _text(value: bytes | str | None) -> str | None:
 # --- enqueue and claiming ------------------------------------------------------------------
 
 #: What enqueue.lua answers per job: 0 when the id existed (nothing created), else the state
-#: it was created in.
+#: it was created in; or [0, id] (a dedupe key's job) / [DEBOUNCED, id] (the debounced job
+#: that took this one's data): nothing created.
 CREATED_AS = {1: "waiting", 2: "paused", 3: "delayed"}
+DEBOUNCED = 5
 
 
 class NewJob(NamedTuple):
@@ -77,13 +83,18 @@ class NewJob(NamedTuple):
     lifo: int = 0
 
 
-def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: Any = None) -> Any:
+def enqueue(
+    queue: str, jobs: Sequence[NewJob], publish: bool = True, client: Any = None,
+    features: Sequence[str] | None = None,
+) -> Any:  # fmt: skip
     """Create `jobs` in `queue` unless their id exists; per job 0 or a CREATED_AS code.
 
     `publish=False`: their Celery messages exist already (a job sent the Celery way).
+    `features`: per job '' or the JSON of its group, dedupe and debounce (enqueue.lua).
     With a pipeline as `client`, the reply comes from its execute().
     """
-    flat = [value for job in jobs for value in job]
+    extras = features or [""] * len(jobs)
+    flat = [value for job, extra in zip(jobs, extras, strict=True) for value in (*job, extra)]
     return _run("enqueue", queue, _maxlen(), len(jobs), int(publish), *flat, client=client)
 
 
@@ -420,6 +431,32 @@ def pause(queue: str) -> None:
 def resume(queue: str) -> int:
     """Lift the pause; how many parked jobs were sent to the broker."""
     return int(_run("pause", queue, _maxlen(), "resume"))
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+def pause_group(queue: str, group: str) -> None:
+    _run("groups", queue, "pause", group)
+
+
+def resume_group(queue: str, group: str) -> None:
+    _run("groups", queue, "resume", group)
+
+
+def group_limits(
+    queue: str, group: str, concurrency: int | None, rate_max: int | None, rate_ms: int | None
+) -> None:
+    """Set (a value) or clear (None) a group's limits; group '' : the queue's defaults."""
+    values = ["" if v is None else v for v in (concurrency, rate_max, rate_ms)]
+    _run("groups", queue, "limits", group, *values)
+
+
+def group_counts(queue: str, groups: Sequence[str] = ()) -> tuple[list[list[Any]], list[Any]]:
+    """Per group [group, waiting, active, paused, concurrency, rateMax, rateMs] (every known
+    group when none given), and the queue's defaults [concurrency, rateMax, rateMs]."""
+    rows, conf = _run("groups", queue, "counts", *groups)
+    return rows, conf
 
 
 def metrics(queues: Sequence[str], minute: int, window_minutes: int) -> list[list[Any]]:

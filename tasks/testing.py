@@ -68,7 +68,8 @@ def run_job(
     from tasks.registry import get_job_type
 
     prepared = _prepare(name, data, options)
-    scripts.enqueue(prepared.job.queue, [prepared.new], publish=False)
+    features = [prepared.features] if prepared.features else None
+    scripts.enqueue(prepared.job.queue, [prepared.new], publish=False, features=features)
     return _run(get_job_type(name), prepared.job.id, until_finished)
 
 

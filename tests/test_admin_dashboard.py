@@ -143,3 +143,25 @@ def test_the_index_links_the_dashboard_the_trigger_form_and_flower(admin_client)
     assert page.count('href="http://flower.test:5555/"') == 2  # the bar on every page, the index
     changelist = admin_client.get("/admin/tasks/jobrecord/").content.decode()
     assert 'id="jy-flower" href="http://flower.test:5555/"' in changelist
+
+
+@pytest.mark.django_db(transaction=True)  # enqueue sends at once, outside a transaction
+def test_a_queue_card_lists_its_groups_and_pauses_one(admin_client):
+    from tasks import Queue, enqueue
+
+    for _ in range(3):
+        enqueue("t-echo.catalog", {}, group="tenant-7")
+    Queue("catalog").set_group_limits("tenant-7", concurrency=2)
+    page = admin_client.get(DASHBOARD).content.decode()
+    card = page[page.index('id="groups-catalog"') :]
+    assert 'data-group="tenant-7"' in card and "<td>3</td>" in card
+    pause = reverse("admin:jobyard_group_action", args=["catalog", "tenant-7", "pause"])
+    assert admin_client.post(pause).status_code == 302
+    assert Queue("catalog").groups(["tenant-7"])["groups"][0]["paused"] is True
+    assert "paused</span>" in admin_client.get(DASHBOARD).content.decode()
+    resume = reverse("admin:jobyard_group_action", args=["catalog", "tenant-7", "resume"])
+    admin_client.post(resume)
+    assert Queue("catalog").groups(["tenant-7"])["groups"][0]["paused"] is False
+    bad = reverse("admin:jobyard_group_action", args=["catalog", "a b", "pause"])
+    assert admin_client.post(bad).status_code == 404
+    assert 'id="groups-default"' not in page  # a queue without groups shows none

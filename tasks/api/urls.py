@@ -6,7 +6,7 @@ asks for a token or a staff session first: nothing here answers without one.
 
 from django.urls import path, re_path
 
-from tasks.api import flows, openapi, sse, views
+from tasks.api import flows, groups, openapi, sse, views
 
 urlpatterns = [
     path("admin/jobs/trigger", views.trigger, name="api-trigger"),
@@ -39,6 +39,21 @@ urlpatterns = [
         "v1/queues/<str:queue>/recover-stalled",
         views.queue_recover_stalled,
         name="api-queue-recover-stalled",
+    ),  # fmt: skip
+    path("v1/queues/<str:queue>/groups", groups.groups, name="api-queue-groups"),
+    path("v1/queues/<str:queue>/groups/limits", groups.default_limits, name="api-group-defaults"),
+    path(
+        "v1/queues/<str:queue>/groups/<str:group>/limits",
+        groups.group_limits,
+        name="api-group-limits",
+    ),
+    path(
+        "v1/queues/<str:queue>/groups/<str:group>/pause", groups.group_pause, name="api-group-pause"
+    ),  # fmt: skip
+    path(
+        "v1/queues/<str:queue>/groups/<str:group>/resume",
+        groups.group_resume,
+        name="api-group-resume",
     ),  # fmt: skip
     path("v1/workers", views.workers, name="api-workers"),
     path("v1/job-types", views.job_types, name="api-job-types"),

@@ -8,7 +8,7 @@
 --         | {'missing'}
 local p, q, maxlen, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = jkey(p, q, id)
-local f = redis.call('HMGET', k, 'state', 'cancelRequested')
+local f = redis.call('HMGET', k, 'state', 'cancelRequested', 'group')
 local state = f[1]
 if not state then return {'missing'} end
 if state == 'active' then
@@ -20,6 +20,9 @@ end
 if state == 'waiting' or state == 'delayed' then
   redis.call('ZREM', skey(p, q, STATE_SET[state]), id)
   redis.call('LREM', skey(p, q, 'parked'), 0, id)
+  -- As remove.lua: out of its group's waiting set, and its flow's parent told.
+  if f[3] then redis.call('SREM', qkey(p, q, 'gwait', f[3]), id) end
+  child_removed(p, q, id, maxlen)
   drop_job(p, q, id)
   emit(p, q, maxlen, 'removed', id, 'reason', CANCELLED)
   return {'removed', state}

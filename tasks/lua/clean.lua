@@ -7,7 +7,11 @@ local key = skey(p, q, set)
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', now_ms() - grace, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   redis.call('ZREM', key, id)
-  if set == 'wait' then redis.call('LREM', skey(p, q, 'parked'), 0, id) end
+  if set == 'wait' then
+    redis.call('LREM', skey(p, q, 'parked'), 0, id)
+    local group = redis.call('HGET', jkey(p, q, id), 'group')
+    if group then redis.call('SREM', qkey(p, q, 'gwait', group), id) end
+  end
   child_removed(p, q, id, maxlen)
   drop_job(p, q, id)
 end

@@ -1,25 +1,39 @@
 -- Create jobs unless their id exists (idempotency), then make each waiting or delayed.
 -- ARGV: prefix, queue, maxlen, count, publish (0: the message exists already: a job sent
--- the Celery way, adopted by the worker that received it), then per job 9 values:
---   id, name, data, opts, priority step, timelimit json, delay ms, attempts, lifo (0|1)
+-- the Celery way, adopted by the worker that received it), then per job 10 values:
+--   id, name, data, opts, priority step, timelimit json, delay ms, attempts, lifo (0|1),
+--   features
+-- (features: '' or a JSON object of group, dedupe and debounce: prelude_groups.lua,
+-- prelude_dedupe.lua; only a job using one pays for decoding it).
 -- Returns per job the state it was created in, 1 waiting, 2 paused (a waiting job of a
--- paused queue), 3 delayed, or 0 when an existing job with that id kept its place.
-local p, q, maxlen, n, send = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1' 
+-- paused queue), 3 delayed, or 0 when an existing job with that id kept its place; or
+-- {0, id} when a dedupe key's job `id` is the answer, {5, id} when debounced job `id` took
+-- this job's data (nothing created in either case).
+local p, q, maxlen, n, send = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
 local now = now_ms()
 local waiting_as = 1
 if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then waiting_as = 2 end
 local created = {}
 for i = 0, n - 1 do
-  local b = 6 + i * 9
+  local b = 6 + i * 10
   local id = ARGV[b]
   local k = jkey(p, q, id)
-  if redis.call('EXISTS', k) == 1 then
+  local spec = ARGV[b + 9] ~= '' and cjson.decode(ARGV[b + 9]) or nil
+  local fields = {'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
+                  'priority', ARGV[b + 4], 'tl', ARGV[b + 5], 'attempts', ARGV[b + 7]}
+  local code, other
+  if spec then code, other = dedupe_existing(p, q, spec, now, maxlen, fields) end
+  if code then
+    created[#created + 1] = {code, other}
+  elseif redis.call('EXISTS', k) == 1 then
     created[#created + 1] = 0
   else
-    redis.call('HSET', k, 'name', ARGV[b + 1], 'data', ARGV[b + 2], 'opts', ARGV[b + 3],
-               'priority', ARGV[b + 4], 'tl', ARGV[b + 5], 'attempts', ARGV[b + 7],
-               'attemptsMade', 0, 'createdAt', now)
+    redis.call('HSET', k, 'attemptsMade', 0, 'createdAt', now, unpack(fields))
     if ARGV[b + 8] == '1' then redis.call('HSET', k, 'lifo', 1) end
+    if spec then
+      if spec.g then redis.call('HSET', k, 'group', spec.g) end
+      dedupe_created(p, q, spec, id)
+    end
     local delay = tonumber(ARGV[b + 6])
     local as = waiting_as
     if delay > 0 then

@@ -9,10 +9,11 @@
 local p, q, id, token, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay, reason, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
 local k = jkey(p, q, id)
-local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince', 'name', 'cancelRequested')
+local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince', 'name', 'cancelRequested', 'group')
 if f[1] ~= token or f[2] ~= 'active' then return 0 end
 local now = now_ms()
 redis.call('ZREM', skey(p, q, 'active'), id)
+if f[6] then group_left_active(p, q, f[6], id) end
 redis.call('DEL', qkey(p, q, 'lock', id))
 redis.call('HDEL', k, 'token', 'worker', 'processedOn', 'resent', 'resentDue')
 redis.call('HINCRBY', k, 'attemptsStarted', -1)  -- it never started

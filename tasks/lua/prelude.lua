@@ -41,6 +41,10 @@ local function drop_job(p, q, id)
   redis.call('DEL', unpack(job_keys(p, q, id, {})))
 end
 
+-- Groups: defined in prelude_groups.lua (loaded after this file); declared here so that
+-- publish(), claim_job() and end_attempt() below can keep a group's counts.
+local group_entered, group_left_active
+
 local function emit(p, q, maxlen, event, id, ...)
   redis.call('XADD', qkey(p, q, 'events'), 'MAXLEN', '~', maxlen, '*',
              'event', event, 'jobId', id, ...)
@@ -61,19 +65,22 @@ end
 -- from the right, take.lua too): it is the next of its priority to be taken.
 local function publish(p, q, id)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg', 'lifo')
+  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg', 'lifo', 'group')
   local step = tonumber(f[2]) or 0
   local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   local list = q
   if step > 0 then list = q .. BROKER_SEP .. step end
   local push = 'LPUSH'
   if f[5] then push = 'RPUSH' end
+  local group = f[6]  -- a grouped job's message waits in its group's list (take.lua)
+  if group then list = qkey(p, q, 'gjobs', group) end
   if f[4] then
     -- A job sent the Celery way (send.lua): its own message, canvas and all, under a fresh
     -- delivery tag (a worker may still hold the earlier copy's). kombu's json writes the
     -- tag last in the message, and a quote inside a value is escaped: one match.
     local msg = string.gsub(f[4], '"delivery_tag": "[^"]*"}}$', '"delivery_tag": "' .. tag .. '"}}')
     redis.call(push, list, msg)
+    if group then group_entered(p, q, group, id) end
     ring(p, q)
     return
   end
@@ -87,6 +94,7 @@ local function publish(p, q, id)
     '", "reply_to": "", "delivery_mode": 2, "delivery_info": {"exchange": "", ' ..
     '"routing_key": "' .. q .. '"}, "priority": ' .. step ..
     ', "body_encoding": "utf-8", "delivery_tag": "' .. tag .. '"}}')
+  if group then group_entered(p, q, group, id) end
   ring(p, q)
 end
 
@@ -196,11 +204,12 @@ end
 -- (it was found stalled and handed on).
 local function end_attempt(p, q, id, token)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name', 'cancelRequested')
+  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name', 'cancelRequested', 'group')
   if f[1] ~= token or f[2] ~= 'active' then return nil end
   local now = now_ms()
   local took = now - tonumber(f[3])
   redis.call('ZREM', skey(p, q, 'active'), id)
+  if f[6] then group_left_active(p, q, f[6], id) end
   redis.call('DEL', qkey(p, q, 'lock', id))
   redis.call('HDEL', k, 'token', 'resent', 'resentDue', 'handedBackSince')
   count_minute(p, q, now, 'ms', took)
@@ -218,11 +227,13 @@ end
 local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rate_ms, max_stalled)
   local k = jkey(p, q, id)
   local f = redis.call('HMGET', k, 'state', 'name', 'data', 'opts', 'attemptsMade', 'attempts',
-                       'createdAt', 'waitingSince')
+                       'createdAt', 'waitingSince', 'group')
   local state = f[1]
   if not state then return {'missing'} end
   -- Redelivery, a second copy, or a copy that outlived a restart: the effect happens once.
   if state ~= 'waiting' then return {'skip', state} end
+  -- Parked, delayed, failed or active from here on: no longer waiting in its group.
+  if f[9] then redis.call('SREM', qkey(p, q, 'gwait', f[9]), id) end
   if redis.call('EXISTS', skey(p, q, 'paused')) == 1 then
     redis.call('RPUSH', skey(p, q, 'parked'), id)
     return {'paused'}
@@ -259,6 +270,7 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
     return {'exhausted'}
   end
   redis.call('ZADD', skey(p, q, 'active'), now, id)
+  if f[9] then redis.call('SADD', qkey(p, q, 'gactive', f[9]), id) end
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
   redis.call('SET', qkey(p, q, 'lock', id), token, 'PX', lock_ms)
   local waited = now - tonumber(f[8] or f[7])

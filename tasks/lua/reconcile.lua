@@ -19,7 +19,11 @@ while i <= #ARGV do
   if idle then
     local ids = redis.call('ZRANGEBYSCORE', skey(p, q, 'wait'), '-inf', now - grace, 'LIMIT', 0, limit)
     for _, id in ipairs(ids) do
-      if redis.call('HGET', jkey(p, q, id), 'state') == 'waiting' then
+      local f = redis.call('HMGET', jkey(p, q, id), 'state', 'group')
+      -- A grouped job's message waits in its group's list, not the broker's: resent only
+      -- when that list is empty.
+      if f[1] == 'waiting' and not (f[2] and
+          redis.call('LLEN', qkey(p, q, 'gjobs', f[2])) > 0) then
         redis.call('ZREM', skey(p, q, 'wait'), id)
         make_waiting(p, q, id, now, maxlen)
         sent[#sent + 1] = id

@@ -5,7 +5,8 @@ local out = {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   local k = jkey(p, q, id)
-  local state = redis.call('HGET', k, 'state')
+  local f = redis.call('HMGET', k, 'state', 'group')
+  local state = f[1]
   if not state then
     out[#out + 1] = 0
   elseif state == 'active' then
@@ -14,6 +15,8 @@ for i = 4, #ARGV do
     local set = STATE_SET[state]
     redis.call('ZREM', skey(p, q, set), id)
     redis.call('LREM', skey(p, q, 'parked'), 0, id)
+    -- Its message, if any, stays in the group's list: dropped when taken, as a missing job.
+    if f[2] then redis.call('SREM', qkey(p, q, 'gwait', f[2]), id) end
     child_removed(p, q, id, maxlen)
     drop_job(p, q, id)
     emit(p, q, maxlen, 'removed', id)

@@ -12,6 +12,8 @@ for _, id in ipairs(redis.call('ZRANGE', skey(p, q, 'active'), 0, -1)) do
   if redis.call('EXISTS', qkey(p, q, 'lock', id)) == 0 then
     local k = jkey(p, q, id)
     redis.call('ZREM', skey(p, q, 'active'), id)
+    local group = redis.call('HGET', k, 'group')
+    if group then group_left_active(p, q, group, id) end
     redis.call('HDEL', k, 'token')
     local stalls = redis.call('HINCRBY', k, 'stalledCount', 1)
     local name = redis.call('HGET', k, 'name')

@@ -50,15 +50,54 @@ local function as_celery(list, raw, message)
   return {done, list, raw}
 end
 
+-- Groups (prelude_groups.lua): the queues among these lists whose groups have jobs to
+-- serve. A queue's first list is its own name (no separator); one EXISTS per queue is all
+-- an ungrouped queue pays. Grouped and ungrouped jobs of a queue are served half and half,
+-- by a coin: this take's token, random hex.
+local group_queues = {}
+for i = 1, n do
+  local list = ARGV[at + i]
+  if not string.find(list, BROKER_SEP, 1, true) and
+      redis.call('EXISTS', qkey(p, list, 'gring'), qkey(p, list, 'glimited')) > 0 then
+    group_queues[#group_queues + 1] = list
+  end
+end
+local groups_first = #group_queues > 0 and tonumber(string.sub(token, -1), 16) % 2 == 0
+local group_started_as  -- {queue, group, rate ms} of the grouped message being claimed
+
+-- The next message of a group, as {list, message} (the list its queue's own: a worker
+-- delivers it from there, and release.lua sends it back to its group), or nil.
+local function pop_grouped()
+  if #group_queues == 0 then return nil end
+  local now = now_ms()
+  for _, q in ipairs(group_queues) do
+    local _, raw, g, rate_ms = group_next(p, q, now)
+    if raw then
+      group_started_as = {q, g, rate_ms}
+      return q, raw
+    end
+  end
+  return nil
+end
+
 local function decode(raw)
   local ok, message = pcall(cjson.decode, raw)
   if ok then return message end
 end
 
 for _ = 1, max_pops do
-  local popped = redis.call('LMPOP', unpack(lmpop))
-  if not popped then return {done} end
-  local list, raw = popped[1], popped[2][1]
+  local list, raw
+  group_started_as = nil
+  if groups_first then list, raw = pop_grouped() end
+  if not raw then
+    local popped = redis.call('LMPOP', unpack(lmpop))
+    if popped then
+      list, raw = popped[1], popped[2][1]
+    elseif not groups_first then
+      list, raw = pop_grouped()
+    end
+  end
+  if not raw then return {done} end
   -- A job's message (built by publish() in prelude.lua, or sent the Celery way through
   -- Jobyard's transport, which marks it `jobyard_job: queue/id`; kombu's json writes the
   -- same separators) is read without decoding it: quotes inside JSON strings are escaped,
@@ -74,6 +113,8 @@ for _ = 1, max_pops do
   local claim = claim_job(p, q, id, worker, token, lock_ms, maxlen, limit[1], limit[2],
                           max_stalled)
   if claim[1] == 'ok' then
+    local g = group_started_as
+    if g and g[3] > 0 then group_started(p, g[1], g[2], g[3], now_ms(), token) end
     return {done, list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
   end
   if claim[1] == 'missing' then

@@ -71,6 +71,26 @@ def gather(job: Job, key: str | None = None) -> dict[str, Any]:
             "failures": job.children_failures(), "seen": sorted(values)}  # fmt: skip
 
 
+#: Raises the group's running count and keeps its highest value, in one step.
+_ENTER = """local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n"""
+
+
+def grouped(job: Job, key: str, seconds: float = 0) -> str:
+    """Records, as it runs, how many jobs of its group run at once (`{key}:{group}:max`),
+    and the order jobs started in (`{key}:order`, as `group/id`): tests/test_groups_workers.py."""
+    group = job.opts.get("group", "-")
+    client = get_redis()
+    client.eval(_ENTER, 2, f"{key}:{group}:running", f"{key}:{group}:max")
+    client.rpush(f"{key}:order", f"{group}/{job.id}")
+    try:
+        time.sleep(seconds)
+    finally:
+        client.decr(f"{key}:{group}:running")
+    return group
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str for you")
@@ -126,7 +146,7 @@ def patient(job: Job, seconds: float, via: str, key: str | None = None) -> str:
 # an older release, in the rolling deploy test.
 _without = set(filter(None, os.environ.get("JOBYARD_TEST_WITHOUT", "").split(",")))
 for _queue in settings.JOBYARD_QUEUES:
-    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather, patient):
+    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather, patient, grouped):
         if f"t-{_func.__name__}.{_queue}" not in _without:
             job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
 

@@ -76,6 +76,14 @@ class Command(BaseCommand):
         p.add_argument("--attempts", type=int, metavar="N")
         p.add_argument("--lifo", action="store_true",
                        help="to the front of its queue: the next job of its priority to run")  # fmt: skip
+        p.add_argument("--group", metavar="GROUP", help="its group: served round robin with "
+                       "the queue's other groups, within the group's limits")  # fmt: skip
+        p.add_argument("--dedupe-key", metavar="KEY", help="with --dedupe-ttl: within TTL ms "
+                       "of the job that set KEY, that job is the answer")  # fmt: skip
+        p.add_argument("--dedupe-ttl", type=int, metavar="MS")
+        p.add_argument("--debounce-key", metavar="KEY", help="with --debounce-delay: the job "
+                       "waits MS ms; a trigger with KEY meanwhile replaces its data")  # fmt: skip
+        p.add_argument("--debounce-delay", type=int, metavar="MS")
         p.add_argument("--wait", action="store_true",
                        help="wait for the job to finish, with a progress bar on stderr")  # fmt: skip
         p.add_argument("--timeout", type=float, default=300.0, metavar="S",
@@ -156,6 +164,22 @@ class Command(BaseCommand):
             p = command(name, text)
             p.add_argument("queue", choices=queues, metavar="QUEUE")
 
+        p = command("groups", "a queue's groups: waiting, active, paused, limits")
+        p.add_argument("queue", choices=queues, metavar="QUEUE")
+        for name, text in (("group-pause", "workers start none of GROUP's jobs (kept in Redis)"),
+                           ("group-resume", "start GROUP's jobs again")):  # fmt: skip
+            p = command(name, text)
+            p.add_argument("queue", choices=queues, metavar="QUEUE")
+            p.add_argument("group", metavar="GROUP")
+        p = command("group-limits", "set the limits of GROUP, or every group's defaults; a "
+                    "limit left out is cleared")  # fmt: skip
+        p.add_argument("queue", choices=queues, metavar="QUEUE")
+        p.add_argument("group", nargs="?", metavar="GROUP", help="default: every group")
+        p.add_argument("--concurrency", type=int, metavar="N",
+                       help="at most N of a group's jobs active at once (0: no limit)")  # fmt: skip
+        p.add_argument("--rate", metavar="MAX/MS", help="at most MAX of a group's jobs "
+                       "started per MS milliseconds")  # fmt: skip
+
         command("workers", "live workers: host, queues, concurrency, running, heartbeat")
 
         p = command("schedules", "schedules: key, job type, queue, pattern, next run")
@@ -192,14 +216,16 @@ class Command(BaseCommand):
     def cmd_trigger(self, job_type: str, param: list[str], delay: int | None,
                     priority: int | None, job_id: str | None, attempts: int | None,
                     wait: bool, timeout: float, as_json: bool, lifo: bool = False,
-                    **_: Any) -> None:  # fmt: skip
+                    group: str | None = None, **windows: Any) -> None:  # fmt: skip
         try:
             data = parse_params(param)
         except ValueError as exc:
             raise bad_input(str(exc)) from None
         options = {name: value for name, value in
                    (("delay", delay), ("priority", priority), ("job_id", job_id),
-                    ("attempts", attempts), ("lifo", lifo or None)) if value is not None}  # fmt: skip
+                    ("attempts", attempts), ("lifo", lifo or None), ("group", group))
+                   if value is not None}  # fmt: skip
+        options.update(_windows(windows))
         queue = get_job_type(job_type).queue
         # Read the stream's position before sending: no event of the job can be missed.
         cursor = last_event_id(queue) if wait else None
@@ -476,6 +502,38 @@ class Command(BaseCommand):
         self.out(as_json, {"queue": queue, "paused": False, "resumed": sent},
                  f"resumed {queue}: {sent} parked job(s) sent")  # fmt: skip
 
+    def cmd_groups(self, queue: str, as_json: bool, **_: Any) -> None:
+        info = Queue(queue).groups()
+        rows = [[g["group"], g["waiting"], g["active"], "yes" if g["paused"] else "",
+                 _limit(g["concurrency"]), _rate(g["rate_limit"])] for g in info["groups"]]  # fmt: skip
+        defaults = info["defaults"]
+        text = (f"defaults: concurrency {_limit(defaults['concurrency'])}, rate "
+                f"{_rate(defaults['rate_limit'])}\n")  # fmt: skip
+        text += table(["group", "waiting", "active", "paused", "concurrency", "rate"], rows) \
+            if rows else "no groups"  # fmt: skip
+        self.out(as_json, info, text)
+
+    def cmd_group_pause(self, queue: str, group: str, as_json: bool, **_: Any) -> None:
+        Queue(queue).pause_group(group)
+        self.out(as_json, {"queue": queue, "group": group, "paused": True},
+                 f"paused group {group} of {queue}")  # fmt: skip
+
+    def cmd_group_resume(self, queue: str, group: str, as_json: bool, **_: Any) -> None:
+        Queue(queue).resume_group(group)
+        self.out(as_json, {"queue": queue, "group": group, "paused": False},
+                 f"resumed group {group} of {queue}")  # fmt: skip
+
+    def cmd_group_limits(self, queue: str, group: str | None, concurrency: int | None,
+                         rate: str | None, as_json: bool, **_: Any) -> None:  # fmt: skip
+        rate_limit = None
+        if rate is not None:
+            parts = rate.split("/")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+                raise bad_input(f"--rate: expected MAX/MS (100/60000), not {rate!r}")
+            rate_limit = (int(parts[0]), int(parts[1]))
+        Queue(queue).set_group_limits(group, concurrency=concurrency, rate_limit=rate_limit)
+        self.cmd_groups(queue, as_json)
+
     def cmd_workers(self, as_json: bool, **_: Any) -> None:
         found = get_workers()
         rows = [[w["name"], w["host"], ",".join(w["queues"]), w["concurrency"], w["running"],
@@ -540,6 +598,31 @@ def parse_age(text: str) -> timedelta:
 
 def bad_input(message: str) -> CommandError:
     return CommandError(message, returncode=BAD_INPUT)
+
+
+def _windows(given: dict[str, Any]) -> dict[str, Any]:
+    """--dedupe-key/--dedupe-ttl and --debounce-key/--debounce-delay as enqueue options."""
+    options = {}
+    for option, key_flag, value_flag, value_name in (
+        ("dedupe", "dedupe_key", "dedupe_ttl", "ttl"),
+        ("debounce", "debounce_key", "debounce_delay", "delay"),
+    ):
+        key, value = given.get(key_flag), given.get(value_flag)
+        if (key is None) != (value is None):
+            missing = value_flag if value is None else key_flag
+            raise bad_input(f"--{missing.replace('_', '-')}: required with "
+                            f"--{(key_flag if value is None else value_flag).replace('_', '-')}")  # fmt: skip
+        if key is not None:
+            options[option] = {"key": key, value_name: value}
+    return options
+
+
+def _limit(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _rate(value: tuple[int, int] | None) -> str:
+    return "-" if value is None else f"{value[0]}/{value[1]}ms"
 
 
 def _counts_table(counts: dict[str, dict[str, int]]) -> str:
