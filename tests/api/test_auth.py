@@ -25,7 +25,7 @@ from tests.api.conftest import ApiClient, assert_error
 #: A value for each URL parameter, so that every pattern can be requested.
 SAMPLE = {"queue": "default", "job_id": "no-such-job", "path": "v1/nowhere", "batch_id": 0,
           "report_id": 0, "item_id": 0, "endpoint_id": 0, "delivery_id": 0,
-          "reminder_id": 0}  # fmt: skip
+          "reminder_id": 0, "group": "tenant-x"}  # fmt: skip
 SAFE = ("GET", "HEAD")
 #: Every URL module mounted under /api/: the platform's, and the domain apps' endpoints.
 API_URLCONFS = [catalog_urls, report_urls, catalog_admin_urls, notifications_urls, webhook_urls,
@@ -75,7 +75,7 @@ def test_it_walks_every_pattern_including_each_row_of_the_design():
     # trigger, retry, remove, pause, resume (and retry-failed, clean), an import need write
     assert {url.rsplit("/", 1)[-1] for url, _ in WRITES} == {
         "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean", "recover-stalled",
-        "flows", "promote", "cancel",
+        "flows", "promote", "cancel", "limits",
         "imports", "aggregate-daily", "read", "read-all", "endpoints", "ping", "replay",
         "reminders", "0"}  # fmt: skip
 
