@@ -89,13 +89,16 @@ end
 local function remove_pending_children(p, q, id, maxlen, removed, running)
   for _, r in ipairs(redis.call('SMEMBERS', qkey(p, q, 'deps', id))) do
     local cq, cid = split_ref(r)
-    local state = redis.call('HGET', jkey(p, cq, cid), 'state')
+    local f = redis.call('HMGET', jkey(p, cq, cid), 'state', 'group')
+    local state = f[1]
     if state == 'active' then
       running[#running + 1] = r
     elseif state == 'waiting' or state == 'delayed' or state == 'waiting-children' then
       remove_pending_children(p, cq, cid, maxlen, removed, running)
       redis.call('ZREM', skey(p, cq, STATE_SET[state]), cid)
       if state == 'waiting' then redis.call('LREM', skey(p, cq, 'parked'), 0, cid) end
+      -- As remove.lua: out of its group's waiting set (its message is dropped when taken).
+      if f[2] then redis.call('SREM', qkey(p, cq, 'gwait', f[2]), cid) end
       drop_job(p, cq, cid)
       emit(p, cq, maxlen, 'removed', cid)
       removed[#removed + 1] = r
