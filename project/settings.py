@@ -509,6 +509,10 @@ CATALOG_IMPORT_MAX_ERRORS = env.int("CATALOG_IMPORT_MAX_ERRORS", default=10_000,
                                     validate=Range(min=0))  # fmt: skip
 #: A `url` import to a private, loopback or link-local address is refused unless this is on.
 CATALOG_IMPORT_ALLOW_PRIVATE_URLS = env.bool("CATALOG_IMPORT_ALLOW_PRIVATE_URLS", default=False)
+#: Designations per `calculate-batch` child of an import's flow (more when a batch would
+#: need over 1,000 children): each child is one job, retried on its own.
+CATALOG_CALC_PART_DESIGNATIONS = env.int("CATALOG_CALC_PART_DESIGNATIONS", default=10_000,
+                                         validate=Range(min=1))  # fmt: skip
 
 # --- Catalog aggregation (catalog/aggregation/, docs/aggregation.md) ----------------------
 

@@ -106,10 +106,13 @@ def operate(record: JobRecord, action: str) -> tuple[int, str]:
         if action == "promote":
             live.promote()
             return messages.SUCCESS, f"{record.job_id}: promoted, it runs now"
-        remove_job(live)
+        children = remove_job(live)
+        with_children = (
+            f" with {len(children)} pending child job(s) of its flow" if children else ""
+        )
         return (
             messages.SUCCESS,
-            f"{record.job_id}: removed from the registry (the archive keeps it)",
+            f"{record.job_id}: removed from the registry{with_children} (the archive keeps it)",
         )
     except UnknownQueue:  # a queue no longer configured
         return gone

@@ -38,11 +38,14 @@ def cancel_job(queue: str, job_id: str) -> Job | None:
     return job
 
 
-def remove_job(job: Job) -> None:
+def remove_job(job: Job) -> list[str]:
     """Remove a job (any state but active) and archive it in the state it had, removed now.
+    A flow's parent takes its pending children with it (`Job.remove`): their `queue/id`
+    are returned, and the recorder archives them from their `removed` events.
 
     Raises InvalidJobState when it is active or no longer exists.
     """
     state = job.state
-    job.remove()
+    children = job.remove()
     archive.record_removed(job, state)
+    return children

@@ -245,14 +245,21 @@ class Job:
             raise InvalidJobState(f"job {self.id} is not failed (state: {self.state})")
         self.refresh()
 
-    def remove(self) -> None:
-        """Remove the job in whatever state but active (its worker holds it)."""
-        (result,) = scripts.remove(self.queue, [self.id])
+    def remove(self) -> list[str]:
+        """Remove the job in whatever state but active (its worker holds it).
+
+        A flow's parent takes its pending children with it (waiting, delayed, or waiting
+        for children of their own, which go too), as BullMQ does; an active child is left
+        to finish, and children that finished stay under their retention. Returns the
+        `queue/id` of each child removed with it (docs/flows.md, "Removing")."""
+        removed = scripts.remove(self.queue, [self.id])
+        (result,) = removed.codes
         if result == scripts.ACTIVE:
             raise InvalidJobState(f"job {self.id} is active; it can be removed once it finishes")
         if result == scripts.NOT_FOUND:
             raise InvalidJobState(f"job {self.id} no longer exists")
         self.state = None
+        return removed.children
 
 
 def _log_line(line: object) -> str:

@@ -87,7 +87,7 @@ class Queue:
                 return total
 
     def remove(self, job_id: str) -> bool:
-        (result,) = scripts.remove(self.name, [job_id])
+        (result,) = scripts.remove(self.name, [job_id]).codes
         return result == scripts.REMOVED
 
     def clean(self, grace_ms: int, limit: int = 1000, state: str = "completed") -> list[str]:

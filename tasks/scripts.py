@@ -413,9 +413,19 @@ def retry(queue: str, job_ids: Sequence[str] = ()) -> list[str]:
 REMOVED, NOT_FOUND, ACTIVE = 1, 0, -1
 
 
-def remove(queue: str, job_ids: Sequence[str]) -> list[int]:
-    """Remove jobs in any state but active: REMOVED, NOT_FOUND or ACTIVE per id."""
-    return list(_run("remove", queue, _maxlen(), *job_ids))
+class Removed(NamedTuple):
+    """remove.lua's answer: per id REMOVED, NOT_FOUND or ACTIVE; the `queue/id` of each
+    flow child removed with them (pending ones), and of each left running (active ones)."""
+
+    codes: list[int]
+    children: list[str]
+    running: list[str]
+
+
+def remove(queue: str, job_ids: Sequence[str]) -> Removed:
+    """Remove jobs in any state but active, a flow's parent with its pending children."""
+    codes, children, running = _run("remove", queue, _maxlen(), *job_ids)
+    return Removed(list(codes), [_text(r) for r in children], [_text(r) for r in running])
 
 
 def clean(queue: str, grace_ms: int, limit: int, state: str) -> list[str]:

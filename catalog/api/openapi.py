@@ -35,17 +35,21 @@ COMET = _object({
     "firstSeen": NULLABLE_TIME, "lastSeen": NULLABLE_TIME, "source": {"type": "string"},
 })  # fmt: skip
 STATUS = {"type": "string", "enum": ["pending", "running", "completed", "failed"]}
+IMPORT_STATUS = {"type": "string", "enum": ["pending", "running", "calculating", "completed",
+                                            "failed"],
+                 "description": "calculating: every row is written, its calculation's flow runs; "
+                 "completed: statistics and outbox event written too"}  # fmt: skip
 IMPORT_BATCH = _object({
     "batchId": {"type": "integer"}, "jobId": {"type": "string"},
     "tenantId": {"type": "string"}, "dataset": {"type": "string"},
     "versionTag": {"type": "string"}, "source": {"type": "string", "enum": ["csv", "json", "url"]},
-    "format": {"type": "string", "enum": ["csv", "json"]}, "status": STATUS,
+    "format": {"type": "string", "enum": ["csv", "json"]}, "status": IMPORT_STATUS,
     "rowsTotal": {"type": "integer"}, "rowsImported": {"type": "integer"},
     "rowsFailed": {"type": "integer"}, "failedReason": NULLABLE_TEXT,
     "createdAt": MS, "startedAt": MS, "finishedAt": MS,
 })  # fmt: skip
 IMPORT_STARTED = _object({
-    "jobId": {"type": "string"}, "batchId": {"type": "integer"}, "status": STATUS,
+    "jobId": {"type": "string"}, "batchId": {"type": "integer"}, "status": IMPORT_STATUS,
     "created": {"type": "boolean", "description": "false: that (tenant, dataset, version) "
                 "existed, nothing was stored"},
 })  # fmt: skip

@@ -4,8 +4,8 @@ Each chunk is one transaction: its observations (through COPY), its row errors, 
 batch's counters and `resume_line`. A chunk that fails rolls back whole and the batch
 keeps the state of the last committed one, so a retry (or a rerun after a crash) resumes
 after `resume_line`: every row is written once. The last chunk's transaction also marks the
-batch completed and calls `on_complete` (the job enqueues the calculation there, so it is
-sent only if the import commits).
+batch `calculating`: every row is written, and the job then starts the calculation's flow
+(catalog.imports.service.start_calculation), which marks it completed.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ _COLUMNS = ("batch_id", "tenant_id", "line", "designation", "observed_at", "magn
 
 
 def claim(batch_id: int, job_id: str = "") -> ImportBatch | None:
-    """Mark the batch running (for `job_id`), or None when it is already completed."""
+    """Mark the batch running (for `job_id`), or None when its rows are all written."""
     claimed = (
         ImportBatch.objects.filter(pk=batch_id)
-        .exclude(status=ImportBatch.COMPLETED)
+        .exclude(status__in=ImportBatch.IMPORTED)
         .update(
             status=ImportBatch.RUNNING,
             job_id=job_id or F("job_id"),
@@ -54,7 +54,6 @@ def import_batch(
     *,
     job_id: str = "",
     progress: Progress | None = None,
-    on_complete: Callable[[ImportBatch], Any] | None = None,
     chunk_rows: int | None = None,
 ) -> dict[str, Any]:
     """Import the batch's stored file; its counts as a dict. DatasetError (and the batch
@@ -80,7 +79,7 @@ def import_batch(
                 writer.add(record)
                 if len(writer.rows) + len(writer.errors) >= chunk_rows:
                     writer.commit(position)
-            writer.commit(position, last=True, on_complete=on_complete)
+            writer.commit(position, last=True)
     except DatasetError as exc:
         _fail(batch, exc)
     batch.refresh_from_db()
@@ -123,8 +122,7 @@ class _ChunkWriter:
                 self.errors.append(ImportRowError(batch_id=self.batch.pk, line=record.line,
                                                   field=name, message=message[:500]))  # fmt: skip
 
-    def commit(self, position: Position, last: bool = False,
-               on_complete: Callable[[ImportBatch], Any] | None = None) -> None:  # fmt: skip
+    def commit(self, position: Position, last: bool = False) -> None:
         with transaction.atomic():
             if self.rows:
                 write_observations(self.rows)
@@ -137,11 +135,8 @@ class _ChunkWriter:
                 "resume_line": self.last_line,
             }
             if last:
-                changes.update(status=ImportBatch.COMPLETED, finished_at=timezone.now())
+                changes.update(status=ImportBatch.CALCULATING)
             ImportBatch.objects.filter(pk=self.batch.pk).update(**changes)
-            if last and on_complete is not None:
-                self.batch.refresh_from_db()
-                on_complete(self.batch)
         self.errors_kept += len(self.errors)
         self.rows, self.errors, self.failed, self.read = [], [], 0, 0
         if self.progress is not None:

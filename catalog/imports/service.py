@@ -16,12 +16,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import tasks  # tasks.enqueue, not `from tasks import enqueue`: import-linter reads that as
+from catalog.imports.calculate import parts
 from catalog.imports.fetch import download
 from catalog.imports.rows import DatasetError
 from catalog.models import ImportBatch, ImportRowError
 
 #                 the private module tasks.enqueue (the domain-apps contract)
-from tasks import Job, PermanentError
+from tasks import Job, JobNode, PermanentError
 
 #: Tenant and dataset names: no `-`, so that a job id `ingest-{tenant}-{dataset}-{version}`
 #: names one (tenant, dataset, version) only; the three fit the registry's 128 characters.
@@ -35,8 +36,38 @@ def ingest_job_id(tenant_id: str, dataset: str, version_tag: str) -> str:
     return f"ingest-{tenant_id}-{dataset}-{version_tag}"
 
 
-def calc_job_id(tenant_id: str, batch_id: int) -> str:
-    return f"calc-{tenant_id}-{batch_id}"
+def calc_job_id(tenant_id: str, batch_id: int, part: int | None = None) -> str:
+    """A calculation's job id: the whole batch's (run by hand), or part `part` of its flow."""
+    return f"calc-{tenant_id}-{batch_id}" + ("" if part is None else f"-{part}")
+
+
+def finish_job_id(tenant_id: str, batch_id: int) -> str:
+    return f"finish-import-{tenant_id}-{batch_id}"
+
+
+def calculation_flow(batch: ImportBatch) -> dict[str, Any]:
+    """The flow that calculates an imported batch: the parent `finish-import`, and a
+    `calculate-batch` child per range of designations (calculate.parts). Ids are the batch's
+    own, so the same batch always makes the same flow, and a second one creates nothing.
+    A child's failure is left for the parent to handle (ignoreDependencyOnFailure): the
+    parent runs once every child ended, and marks the import failed naming the child."""
+    ids = {"tenant_id": batch.tenant_id, "batch_id": batch.pk}
+    ranges = parts(batch.pk, settings.CATALOG_CALC_PART_DESIGNATIONS)
+    children = [
+        {"name": "calculate-batch", "data": {**ids, "part": n, "after": after, "upto": upto},
+         "opts": {"job_id": calc_job_id(batch.tenant_id, batch.pk, n),
+                  "ignore_dependency_on_failure": True}}
+        for n, (after, upto) in enumerate(ranges, start=1)
+    ]  # fmt: skip
+    return {"name": "finish-import", "data": ids, "children": children,
+            "opts": {"job_id": finish_job_id(batch.tenant_id, batch.pk)}}  # fmt: skip
+
+
+def start_calculation(batch: ImportBatch) -> JobNode:
+    """Create the calculation's flow of a batch whose rows are all written (all of it in one
+    script call, or nothing); the root's node. Idempotent: a retried ingest, or a second
+    call, finds the parent's job id and creates nothing."""
+    return tasks.enqueue_flow(calculation_flow(batch))
 
 
 def check_names(tenant_id: str, dataset: str, version_tag: str) -> dict[str, str]:
@@ -131,12 +162,14 @@ def fetch_into(batch: ImportBatch) -> None:
 
 def give_up(batch_id: int, attempt: int, attempts: int, exc: BaseException) -> None:
     """Mark a batch failed after its job's last attempt (or a permanent error), with the
-    reason; a batch already completed or failed (a DatasetError says why itself) is left."""
+    reason; a batch already completed or failed (a DatasetError says why itself) is left.
+    A `calculating` one is included: its job failed to create the calculation's flow."""
     reason = f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, PermanentError):
         reason = f"gave up after attempt {attempt} of {attempts}: {reason}"
     ImportBatch.objects.filter(
-        pk=batch_id, status__in=[ImportBatch.PENDING, ImportBatch.RUNNING]
+        pk=batch_id,
+        status__in=[ImportBatch.PENDING, ImportBatch.RUNNING, ImportBatch.CALCULATING],
     ).update(status=ImportBatch.FAILED, failed_reason=reason[:2000], finished_at=timezone.now())
 
 

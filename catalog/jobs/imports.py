@@ -1,19 +1,15 @@
-"""`ingest-dataset` and `calculate-batch`: thin entry points over catalog.imports."""
+"""`ingest-dataset`, then the flow `finish-import` <- `calculate-batch` x N: thin entry
+points over catalog.imports (docs/imports.md draws the flow)."""
 
 from typing import Annotated, Literal
 
-from django.db import transaction
 from pydantic import StringConstraints
 
-import tasks  # tasks.enqueue, not `from tasks import enqueue`: import-linter reads that as
+from catalog.imports import calculate, service
 from catalog.imports import cleanup as _cleanup  # noqa: F401  (registers its cleanup kinds)
-from catalog.imports import service
-from catalog.imports.calculate import calculate_batch as calculate
 from catalog.imports.ingest import import_batch
 from catalog.imports.rows import DatasetError
 from catalog.models import ImportBatch
-
-#                 the private module tasks.enqueue (the domain-apps contract)
 from tasks import PermanentError, job_type
 
 Name = Annotated[str, StringConstraints(pattern=service.NAME_PATTERN)]
@@ -32,7 +28,7 @@ def ingest_dataset(
     url: str | None = None,
     format: Literal["csv", "json"] | None = None,
 ) -> dict:
-    """Import a dataset of observations in chunks, then enqueue its calculation.
+    """Import a dataset of observations in chunks, then create its calculation's flow.
 
     Uploads (csv, json) are stored on a batch first (the admin, POST /api/v1/catalog/imports)
     and name it by batchId; a `url` source may come without one (the CLI): the job then makes
@@ -54,10 +50,15 @@ def ingest_dataset(
                 f"batch {batch_id} is {batch}, not {tenant_id}/{dataset}@{version_tag}"
             )
     try:
-        if batch.source == ImportBatch.URL and batch.status != ImportBatch.COMPLETED:
+        if batch.source == ImportBatch.URL and batch.status not in ImportBatch.IMPORTED:
             service.fetch_into(batch)
-        return import_batch(batch.pk, job_id=job.id, progress=job.update_progress,
-                            on_complete=_enqueue_calculation)  # fmt: skip
+        result = import_batch(batch.pk, job_id=job.id, progress=job.update_progress)
+        if result["status"] == ImportBatch.CALCULATING:
+            # After the last chunk committed, not inside it: a crash in between leaves this
+            # job to run again (stalled, or retried), which skips the import and creates
+            # the flow then; the flow's ids make a second creation a no-op.
+            result["calculation"] = service.start_calculation(batch).job.id
+        return result
     except Exception as exc:
         # The batch's fate when no attempt follows (STYLE.md, lesson 5): failed, with the
         # reason, rather than `running` for ever. An attempt that will be retried leaves it
@@ -67,17 +68,34 @@ def ingest_dataset(
         raise
 
 
-def _enqueue_calculation(batch: ImportBatch) -> None:
-    # Called inside the import's last transaction: the job is sent when it commits.
-    assert transaction.get_connection().in_atomic_block
-    tasks.enqueue("calculate-batch", {"tenant_id": batch.tenant_id, "batch_id": batch.pk},
-            job_id=service.calc_job_id(batch.tenant_id, batch.pk))  # fmt: skip
+def _check_tenant(tenant_id: str, batch_id: int) -> None:
+    if not ImportBatch.objects.filter(pk=batch_id, tenant_id=tenant_id).exists():
+        raise DatasetError(f"no import batch {batch_id} for tenant {tenant_id}")
 
 
 @job_type("calculate-batch", queue="catalog", attempts=3,
           backoff={"type": "exponential", "delay": 5000, "factor": 5, "jitter": 0.2})  # fmt: skip
-def calculate_batch(job, tenant_id: Name, batch_id: int) -> dict:
-    """Per-designation statistics of an imported batch; emits `calc.batch.completed`."""
-    if not ImportBatch.objects.filter(pk=batch_id, tenant_id=tenant_id).exists():
-        raise DatasetError(f"no import batch {batch_id} for tenant {tenant_id}")
-    return calculate(batch_id, progress=job.update_progress)
+def calculate_batch(job, tenant_id: Name, batch_id: int, part: int | None = None,
+                    after: str = "", upto: str | None = None) -> dict:  # fmt: skip
+    """Per-designation statistics of an imported batch.
+
+    Part `part` of the import's flow computes the designations in (after, upto] and
+    returns `{batchId, designations}` to the parent `finish-import`, which completes the
+    import. Without a part (run by hand), it calculates the whole batch and completes it
+    itself: either way `calc.batch.completed` goes out once.
+    """
+    _check_tenant(tenant_id, batch_id)
+    if part is None:
+        return calculate.calculate_batch(batch_id, progress=job.update_progress)
+    return calculate.calculate_range(batch_id, after=after, upto=upto,
+                                     progress=job.update_progress, in_flow=True)  # fmt: skip
+
+
+@job_type("finish-import", queue="catalog", attempts=3,
+          backoff={"type": "exponential", "delay": 5000, "factor": 5, "jitter": 0.2})  # fmt: skip
+def finish_import(job, tenant_id: Name, batch_id: int) -> dict:
+    """The parent of an import's calculation flow, run once every `calculate-batch` child
+    ended: marks the import completed and writes `calc.batch.completed` to the outbox, or,
+    when a child failed for good, marks the import failed naming it and fails too."""
+    _check_tenant(tenant_id, batch_id)
+    return calculate.finish_import(batch_id, job.children_values(), job.children_failures())

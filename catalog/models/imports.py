@@ -19,7 +19,12 @@ class ImportBatch(models.Model):
     SOURCES = [(CSV, "CSV upload"), (JSON, "JSON upload"), (URL, "URL")]
     FORMATS = [(CSV, "CSV"), (JSON, "JSON Lines or a JSON array")]
     PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
-    STATUSES = [(s, s) for s in (PENDING, RUNNING, COMPLETED, FAILED)]
+    #: Every row is written; the calculation (a flow: docs/imports.md) is under way. An
+    #: import is `completed` once its statistics and its outbox event are written too.
+    CALCULATING = "calculating"
+    STATUSES = [(s, s) for s in (PENDING, RUNNING, CALCULATING, COMPLETED, FAILED)]
+    #: Every row written: the import is not read again.
+    IMPORTED = (CALCULATING, COMPLETED)
 
     tenant_id = models.CharField(max_length=40)
     dataset = models.CharField(max_length=40)
@@ -28,7 +33,7 @@ class ImportBatch(models.Model):
     format = models.CharField(max_length=4, choices=FORMATS, default=CSV)
     url = models.URLField(max_length=2000, blank=True)
     file = models.FileField(upload_to="catalog/imports/%Y/%m/", blank=True, max_length=300)
-    status = models.CharField(max_length=9, choices=STATUSES, default=PENDING)
+    status = models.CharField(max_length=11, choices=STATUSES, default=PENDING)
     job_id = models.CharField(max_length=128, blank=True)
     #: Records read (good and bad), imported, and refused, as committed chunk by chunk.
     rows_total = models.PositiveBigIntegerField(default=0)

@@ -255,13 +255,14 @@ class _Operations:
                 **job_params,
                 "get": op("getJob", "One job, with its parent and children in a flow",
                           s.JobDetail, "the job", errors=(404,)),
-                "delete": op("removeJob", "Remove a job (any state but active)", s.JobRemoved,
+                "delete": op("removeJob", "Remove a job (any state but active; a flow's parent "
+                             "with its pending children)", s.JobRemoved,
                              "done", errors=(404, 409), scope=WRITE),
             },
             "/api/v1/flows": {"post": op(
                 "createFlow", "Enqueue a flow: a parent that runs once its children completed",
                 s.FlowCreated, "the flow's jobs as created: {created, flow}", status=202,
-                scope=WRITE, errors=(409, 413, 415, 422), body=self.body(FlowRequest, True),
+                scope=WRITE, errors=(400, 409, 413, 415, 422), body=self.body(FlowRequest, True),
                 more={"200": self.content(s.FlowExisting, "the root's jobId already existed: "
                                           "that job, nothing created")},
                 description="The body is a tree: `{name, data, queue?, opts?, children: [...]}`, "

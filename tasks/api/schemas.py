@@ -214,6 +214,10 @@ class JobRemoved(ApiModel):
     job_id: str
     queue: str
     removed: bool
+    children_removed: list[str] = optional(
+        "a flow's parent: its pending children removed with it (`queue/id`); active ones "
+        "are left to finish (docs/flows.md)"
+    )
 
 
 class JobLogs(ApiModel):

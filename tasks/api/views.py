@@ -174,8 +174,11 @@ def _job_or_404(queue: str, job_id: str) -> Job:
 def job_detail(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     job = _job_or_404(queue, job_id)
     if request.method == "DELETE":
-        job.remove()  # InvalidJobState for an active job: 409
-        return respond(schemas.JobRemoved, {"jobId": job_id, "queue": queue, "removed": True})
+        children = job.remove()  # InvalidJobState for an active job: 409
+        removed = {"jobId": job_id, "queue": queue, "removed": True}
+        if children:
+            removed["childrenRemoved"] = children
+        return respond(schemas.JobRemoved, removed)
     return respond(schemas.JobDetail, {**job.to_dict(), **flow_of(job)})
 
 

@@ -81,6 +81,31 @@ local function child_removed(p, q, id, maxlen)
   end
 end
 
+-- Parent `id` of `q` is about to be removed (remove.lua): its children still pending go
+-- with it, and theirs in turn (BullMQ's removeChildren). An active child is left to
+-- finish: its worker holds it, and its end finds no parent to tell. Children that finished
+-- are no longer in `deps`: they stay, under their own retention. The `queue/id` of each
+-- child removed is appended to `removed`, of each left running to `running`.
+local function remove_pending_children(p, q, id, maxlen, removed, running)
+  for _, r in ipairs(redis.call('SMEMBERS', qkey(p, q, 'deps', id))) do
+    local cq, cid = split_ref(r)
+    local f = redis.call('HMGET', jkey(p, cq, cid), 'state', 'group')
+    local state = f[1]
+    if state == 'active' then
+      running[#running + 1] = r
+    elseif state == 'waiting' or state == 'delayed' or state == 'waiting-children' then
+      remove_pending_children(p, cq, cid, maxlen, removed, running)
+      redis.call('ZREM', skey(p, cq, STATE_SET[state]), cid)
+      if state == 'waiting' then redis.call('LREM', skey(p, cq, 'parked'), 0, cid) end
+      -- As remove.lua: out of its group's waiting set (its message is dropped when taken).
+      if f[2] then redis.call('SREM', qkey(p, cq, 'gwait', f[2]), cid) end
+      drop_job(p, cq, cid)
+      emit(p, cq, maxlen, 'removed', cid)
+      removed[#removed + 1] = r
+    end
+  end
+end
+
 -- Job `id` of `q` is pending again (an operator retried it): pending for its parent again,
 -- and a parent that it failed waits for it again, and so on up the tree.
 local function revive_in_parent(p, q, id, now, maxlen)

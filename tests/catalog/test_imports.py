@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 
-from catalog.imports import fetch, ingest
+from catalog.imports import fetch, ingest, service
 from catalog.imports.readers import Position, read_csv
 from catalog.imports.rows import DatasetError, check_columns, parse_row
 from catalog.models import BatchStatistic, ImportBatch, ImportRowError, Observation, OutboundEvent
@@ -170,11 +170,14 @@ def finish(job_id: str, queue: str = "catalog"):
 
 
 def assert_pipeline_ran(batch: ImportBatch) -> None:
+    # The calculation is a flow: its parent completes the import once its child is done.
+    parent = finish(f"finish-import-{batch.tenant_id}-{batch.pk}")
+    assert parent.state == "completed" and parent.attempts_made == 1
+    calc = finish(f"calc-{batch.tenant_id}-{batch.pk}-1")
+    assert calc.state == "completed" and calc.attempts_made == 1
     batch.refresh_from_db()
     assert (batch.status, batch.rows_total, batch.rows_imported, batch.rows_failed) == (
         "completed", 6, 4, 2)  # fmt: skip
-    calc = finish(f"calc-{batch.tenant_id}-{batch.pk}")
-    assert calc.state == "completed" and calc.attempts_made == 1
     stats = {s.designation: s for s in BatchStatistic.objects.filter(batch=batch)}
     assert set(stats) == {"C/2023 A3", "12P"}
     comet = stats["C/2023 A3"]
@@ -215,12 +218,12 @@ def test_an_upload_through_the_api_imports_calculates_and_emits(shared_media, ap
                      "file": SimpleUploadedFile("obs.csv", GOOD.encode())})  # fmt: skip
     assert again.status_code == 200 and again.json()["created"] is False
     assert again.json()["batchId"] == batch.pk
-    # ... and the calculation's job id makes its second enqueue the first job, not a run.
-    calc_id = f"calc-acme-{batch.pk}"
-    first = get_job("catalog", calc_id)
-    repeat = enqueue("calculate-batch", {"tenant_id": "acme", "batch_id": batch.pk},
-                     job_id=calc_id)  # fmt: skip
-    assert repeat.state == "completed" and repeat.processed_on == first.processed_on
+    # ... and the calculation's flow, created again, is the first one, not a run.
+    parent_id = f"finish-import-acme-{batch.pk}"
+    first = get_job("catalog", parent_id)
+    repeat = service.start_calculation(batch)
+    assert repeat.created is False and repeat.job.id == parent_id
+    assert get_job("catalog", parent_id).processed_on == first.processed_on
     assert Observation.objects.filter(batch=batch).count() == 4
     assert OutboundEvent.objects.filter(key=f"calc.batch.completed:{batch.pk}").count() == 1
 

@@ -185,3 +185,28 @@ def attempts_seen(job: Job, key: str) -> dict[str, Any]:
     if job.attempts_made + 1 < job.opts["attempts"]:
         raise RuntimeError(f"attempt {job.attempts_made + 1} fails")
     return seen
+
+
+# --- a calculation that fails on demand (tests/catalog/test_import_flow.py) ----------------
+
+#: A Redis set of designations: a `calculate-batch` page holding one of them fails (a
+#: RuntimeError, worth retrying) while the designation is in the set.
+CALC_FAILS = "jobyard-test:calc-fails"
+
+
+def _install_calc_failures() -> None:
+    from catalog.imports import calculate
+
+    write_page = calculate._write_page
+
+    def failing(batch, groups):
+        client = get_redis()
+        for group in groups:
+            if client.sismember(CALC_FAILS, group["designation"]):
+                raise RuntimeError(f"no statistics for {group['designation']} today")
+        return write_page(batch, groups)
+
+    calculate._write_page = failing
+
+
+_install_calc_failures()

@@ -115,7 +115,10 @@ class Command(BaseCommand):
         target.add_argument("--all", action="store_true", help="every failed job")
         p.add_argument("--queue", choices=queues)
 
-        p = command("remove", "remove a job (any state but active)")
+        p = command(
+            "remove",
+            "remove a job (any state but active; a flow's parent with its pending children)",
+        )
         p.add_argument("job_id", metavar="JOB_ID")
         p.add_argument("--queue", choices=queues)
 
@@ -382,13 +385,17 @@ class Command(BaseCommand):
     def cmd_remove(self, job_id: str, queue: str | None, as_json: bool, **_: Any) -> None:
         job = self._find(job_id, queue)
         try:
-            job.remove()
+            children = job.remove()
         except InvalidJobState as exc:
             if get_job(job.queue, job.id) is None:
                 raise CommandError(str(exc), returncode=NOT_FOUND) from None
             raise CommandError(str(exc), returncode=FAILED) from None
-        self.out(as_json, {"jobId": job_id, "queue": job.queue, "removed": True},
-                 f"removed {job_id} from {job.queue}")  # fmt: skip
+        body: dict[str, Any] = {"jobId": job_id, "queue": job.queue, "removed": True}
+        text = f"removed {job_id} from {job.queue}"
+        if children:
+            body["childrenRemoved"] = children
+            text += f" and {len(children)} pending child job(s) of its flow"
+        self.out(as_json, body, text)
 
     # --- issue 14: logs, cancel, promote ----------------------------------------------------
 
