@@ -246,6 +246,10 @@ JOBYARD = {
         "JOBYARD_HEARTBEAT_INTERVAL_MS", default=5_000, validate=Range(min=100)
     ),
     "EVENTS_MAXLEN": env.int("JOBYARD_EVENTS_MAXLEN", default=10_000, validate=Range(min=100)),
+    # A waiting job's broker message is a token `queue/id`, the Celery message built from the
+    # job as a worker takes it (tasks/messages.py). Off: full messages, which a release before
+    # lean messages can read; for a rolling deploy from such a release (docs/operations.md).
+    "LEAN_MESSAGES": env.bool("JOBYARD_LEAN_MESSAGES", default=True),
     "STACKTRACES_KEPT": 10,
     # Multiplies every retry back-off: tests run the documented policy 100x faster.
     "BACKOFF_SCALE": env.float("JOBYARD_BACKOFF_SCALE", default=1.0, validate=Range(min=0)),

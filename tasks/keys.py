@@ -146,4 +146,5 @@ def lua_header() -> str:
         f"local BROKER_SEP = {broker_sep()!r}\n"
         f"local BELLS_KEPT = {BELLS_KEPT}\n"
         f"local RESULT_CHANNEL = {RESULT_CHANNEL!r}\n"
+        f"local LEAN_MESSAGES = {'true' if settings.JOBYARD['LEAN_MESSAGES'] else 'false'}\n"
     )
