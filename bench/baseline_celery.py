@@ -94,6 +94,25 @@ def prefill(r: redis.Redis, n: int) -> dict[str, float]:
     return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
 
 
+def many_waiting(r: redis.Redis, n: int) -> dict[str, float]:
+    """N waiting messages (batched groups, as `prefill`), no worker: memory per message."""
+    warm_up(r)
+    before = common.used_memory(r)
+    start = time.perf_counter()
+    enqueue_group(n, batched=True)
+    fill_s = time.perf_counter() - start
+    after = common.used_memory(r)
+    _check_count(r, n)
+    message = next(r.lindex(key, 0) for key in common.queue_keys(QUEUE) if r.llen(key))
+    return {
+        "n": n,
+        "sample_message_bytes": len(message),
+        "fill_jobs_per_s": n / fill_s,
+        "bytes_per_waiting_job": (after - before) / n,
+        "used_memory_delta_bytes": after - before,
+    }
+
+
 def probe(r: redis.Redis) -> Callable[[], tuple[int, bool]]:
     """A poll for wait_drained: drained = the queue's lists AND `unacked` empty."""
 
