@@ -161,10 +161,14 @@ def plain_many_waiting(r: redis.Redis, n: int) -> dict[str, float]:
     start = time.perf_counter()
     memory = plain_prefill(r, n)
     job_id = r.zrange(keys.state(QUEUE, "waiting"), 0, 0)[0].decode()
+    events = r.memory_usage(keys.events(QUEUE)) or 0  # capped: per job only at small N
     return {
         "n": n,
         "fill_jobs_per_s": n / (time.perf_counter() - start),
         "sample_job_hash_bytes": r.memory_usage(keys.job(QUEUE, job_id)),
+        "sample_job_hash_encoding": r.object("encoding", keys.job(QUEUE, job_id)).decode(),
+        "events_stream_bytes": events,
+        "bytes_per_waiting_job_without_events": memory["bytes_per_waiting_job"] - events / n,
         **memory,
     }
 
