@@ -47,6 +47,7 @@ def make_app(transport: str = STOCK_KOMBU, name: str = "bench_celery") -> Celery
     )
     app.task(name="bench.noop", shared=False)(noop)
     app.task(name="bench.stamp", shared=False)(stamp)
+    app.task(name="bench.http_wait", shared=False)(http_wait)
     return app
 
 
@@ -63,6 +64,13 @@ def _client() -> redis.Redis:
 
 def noop() -> None:
     """Do nothing."""
+
+
+def http_wait(url: str) -> None:
+    """One GET to a local server that answers in 20 ms (bench/io_wait.py)."""
+    from bench.http_wait import get
+
+    get(url)
 
 
 def stamp(list_key: str, sent_at: float) -> None:

@@ -23,6 +23,14 @@ def stamp(job, sent_at: float, list_key: str) -> None:
     get_redis().rpush(list_key, (started - sent_at) * 1000.0)
 
 
+@job_type("bench-http-wait", queue="default", attempts=1)
+def http_wait(job, url: str) -> None:
+    """One GET to a local server that answers in 20 ms (bench/io_wait.py)."""
+    from bench.http_wait import get
+
+    get(url)
+
+
 def soak_work(job, seq: int, fail_times: int = 0, permanent: bool = False,
               sleep_ms: int = 0) -> int:  # fmt: skip
     """The soak's job (bench/soak.py): notes each run in SOAK_RUNS_FILE, outside Redis so

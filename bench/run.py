@@ -333,6 +333,13 @@ def drains(args, r, n, cel, jy, common, step, bull) -> dict[str, Any]:
             "drain-prefork_c2/jobyard-events-on",
             lambda: jy.drain(r, n, common.PREFORK_2, env={"BENCH_TASK_EVENTS": "1"}),
         )
+    try:
+        from bench import dramatiq_bench as dq
+    except ImportError:  # the bench extra is not installed
+        common.log("dramatiq not installed (pip install -e '.[bench]'): its drain is skipped")
+    else:
+        # The figure for the fastest Python peer: 2 processes x 8 threads.
+        out["dramatiq_p2_t8"] = step("drain/dramatiq-p2-t8", lambda: dq.drain(r, n, 2, 8))
     out["bullmq_c1"] = step("drain/bullmq-c1", lambda: bull("drain", n=n, concurrency=1))
     out["bullmq_c50"] = step("drain/bullmq-c50", lambda: bull("drain", n=n, concurrency=50))
     return out

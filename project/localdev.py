@@ -34,6 +34,7 @@ FLOWER_PORT = 5555
 PROCESSES = [
     "web",
     "worker",
+    "worker_io",
     "worker_reports",
     "worker_cleanup",
     "worker_catalog",

@@ -200,14 +200,28 @@ def _queue_int(name: str, option: str, default: int, low: int) -> int:
     return env.int(f"QUEUE_{name.upper()}_{option}", default=default, validate=Range(min=low))
 
 
+#: Days the job archive (PostgreSQL) keeps a finished job, per final state, for every queue:
+#: JOBYARD_ARCHIVE_<STATE>_DAYS; one queue: QUEUE_<NAME>_ARCHIVE_<STATE>_DAYS. 0 keeps the
+#: rows for ever. The daily `prune-archive` job deletes older rows (tasks/archive_retention.py).
+ARCHIVE_DAYS_DEFAULT = {"completed": 7, "failed": 30, "cancelled": 7}
+_ARCHIVE_DAYS = {
+    state: env.int(f"JOBYARD_ARCHIVE_{state.upper()}_DAYS", default=days, validate=Range(min=0))
+    for state, days in ARCHIVE_DAYS_DEFAULT.items()
+}
+
 #: name -> options. Each is overridable per queue: QUEUE_<NAME>_CONCURRENCY,
-#: QUEUE_<NAME>_RATE_LIMIT, QUEUE_<NAME>_KEEP_COMPLETED, QUEUE_<NAME>_KEEP_FAILED.
+#: QUEUE_<NAME>_RATE_LIMIT, QUEUE_<NAME>_KEEP_COMPLETED, QUEUE_<NAME>_KEEP_FAILED,
+#: QUEUE_<NAME>_ARCHIVE_<STATE>_DAYS.
 JOBYARD_QUEUES: dict[str, dict] = {
     name: {
         "concurrency": _queue_int(name, "CONCURRENCY", default, 1),
         "rate_limit": _rate_limit(f"QUEUE_{name.upper()}_RATE_LIMIT"),
         "keep_completed": _queue_int(name, "KEEP_COMPLETED", 100, 0),
         "keep_failed": _queue_int(name, "KEEP_FAILED", 50, 0),
+        "archive_days": {
+            state: _queue_int(name, f"ARCHIVE_{state.upper()}_DAYS", days, 0)
+            for state, days in _ARCHIVE_DAYS.items()
+        },
     }
     for name, default in _QUEUE_DEFAULT_CONCURRENCY.items()
 }
@@ -251,6 +265,12 @@ JOBYARD = {
     # lean messages can read; for a rolling deploy from such a release (docs/operations.md).
     "LEAN_MESSAGES": env.bool("JOBYARD_LEAN_MESSAGES", default=True),
     "STACKTRACES_KEPT": 10,
+    # job.log(): the newest lines kept per job (older ones are dropped as new ones come).
+    "LOG_LINES_KEPT": env.int("JOBYARD_LOG_LINES_KEPT", default=1000, validate=Range(min=1)),
+    # A running job that was cancelled gets this long to stop by itself (it sees
+    # job.cancelled, JobCancelled at its next progress or log call); then its worker kills
+    # the pool process running it (prefork).
+    "CANCEL_GRACE_MS": env.int("JOBYARD_CANCEL_GRACE_MS", default=5000, validate=Range(min=0)),
     # Multiplies every retry back-off: tests run the documented policy 100x faster.
     "BACKOFF_SCALE": env.float("JOBYARD_BACKOFF_SCALE", default=1.0, validate=Range(min=0)),
     # SIGTERM: running jobs get this long to finish, then the worker cuts them off (a cold
@@ -268,9 +288,27 @@ JOBYARD = {
     "SCHEDULE_STUCK_MS": env.int(
         "JOBYARD_SCHEDULE_STUCK_MS", default=600_000, validate=Range(min=1000)
     ),
+    # Archive rows deleted per statement (and transaction) when pruning by age: each batch
+    # locks only its own rows, for well under a second (docs/benchmarks.md, "Archive prune").
+    "ARCHIVE_PRUNE_BATCH": env.int(
+        "JOBYARD_ARCHIVE_PRUNE_BATCH", default=2_000, validate=Range(min=1, max=100_000)
+    ),
     "DEFAULT_ATTEMPTS": 3,
     "DEFAULT_BACKOFF": {"type": "exponential", "delay": 5000, "factor": 5},
+    # Warn (and /readyz says degraded) when Redis's AOF is off: in production (DEBUG off)
+    # by default, where a restart must not lose the jobs since the last snapshot.
+    "REDIS_REQUIRE_AOF": env.bool("JOBYARD_REDIS_REQUIRE_AOF", default=not DEBUG),
 }
+
+#: OpenTelemetry traces (tasks/tracing.py): on when an OTLP endpoint is set; the SDK reads
+#: the other OTEL_* variables (OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS, ...) itself.
+OTEL_ENABLED = bool(env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+                    or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default=""))  # fmt: skip
+
+#: Who may read /metrics (Prometheus text, tasks/prometheus.py): "token", an API token of
+#: read scope or a staff session, as the API; "none", anyone who reaches the web process:
+#: only when /metrics is not reachable from outside (docs/operations.md, "Metrics").
+METRICS_AUTH = env.str("METRICS_AUTH", default="token", validate=OneOf(["token", "none"]))
 
 #: gunicorn's threads per process (the Procfile's --threads): read here too, for the cap below.
 WEB_THREADS = env.int("WEB_THREADS", default=8, validate=Range(min=1))
@@ -508,6 +546,11 @@ WEBHOOK_MAX_REDIRECTS = env.int("WEBHOOK_MAX_REDIRECTS", default=3, validate=Ran
 WEBHOOK_MAX_RETRY_AFTER_SECONDS = env.int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", default=3600,
                                           validate=Range(min=1))  # fmt: skip
 
+#: A message or webhook delivery still queued this many minutes after it was written, with
+#: no job in the registry, has its job enqueued again by `sweep-notifications`.
+NOTIFICATIONS_REQUEUE_AFTER_MINUTES = env.int("NOTIFICATIONS_REQUEUE_AFTER_MINUTES", default=10,
+                                              validate=Range(min=1))  # fmt: skip
+
 # --- Alerts (notifications/alerts/, docs/notifications.md "Alerts") ----------------------
 
 #: Each threshold: ALERT_<KEY> for every queue, QUEUE_<NAME>_ALERT_<KEY> for one queue;
@@ -588,7 +631,12 @@ if SMS_PROVIDER == "http" and not SMS_PROVIDER_URL:
 
 # --- Email ----------------------------------------------------------------------------
 
-vars().update(env.dj_email_url("EMAIL_URL", default="console://"))
+_email = env.dj_email_url("EMAIL_URL", default="console://")
+# Django's SMTP backend, but each email handed over in two steps so that a worker killed
+# mid-send never makes it arrive twice (notifications/smtp.py, docs/notifications.md "Once").
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    _email["EMAIL_BACKEND"] = "notifications.smtp.EmailBackend"
+vars().update(_email)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="jobyard@localhost")
 #: At most this many emails a minute to one recipient domain, all workers (0: no limit);
 #: over it, the job waits and retries (docs/notifications.md, "Email").
@@ -598,8 +646,8 @@ EMAIL_DOMAIN_RATE_LIMIT = env.int("EMAIL_DOMAIN_RATE_LIMIT", default=0)
 
 _secure = not DEBUG
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_secure)
-#: Probes speak plain HTTP inside the cluster; they must not be redirected.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+#: Probes and Prometheus speak plain HTTP inside the cluster; they must not be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_secure)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_secure)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _secure else 0)

@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from tasks import health
+from tasks.api import scrape
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", scrape.metrics, name="metrics"),  # Prometheus (tasks/prometheus.py)
     path("api/v1/catalog/", include("catalog.urls")),  # before api/: its catch-all 404s
     # Reports are the catalog's, served at /api/v1/reports/ (issue #12): before api/ too.
     path("api/v1/reports/", include("catalog.report_urls")),

@@ -6,9 +6,11 @@ Everything here is the public API; domain apps use nothing else of `tasks`.
 from tasks.archive_stats import archive_daily_stats
 from tasks.enqueue import enqueue, enqueue_bulk
 from tasks.errors import (
+    InvalidFlow,
     InvalidJobData,
     InvalidJobOptions,
     InvalidJobState,
+    JobCancelled,
     JobFailed,
     JobyardError,
     PermanentError,
@@ -18,6 +20,7 @@ from tasks.errors import (
     WaitTimeout,
 )
 from tasks.events import Event, consume, subscribe
+from tasks.flows import JobNode, enqueue_flow
 from tasks.job import Job, find_job, get_job
 from tasks.metrics import (
     all_queue_metrics,
@@ -34,7 +37,8 @@ from tasks.scheduling.service import install_schedule, list_schedules
 
 __all__ = [
     "InvalidSchedule", "install_schedule", "list_schedules", "parse_pattern", "split_pattern",
-    "Event", "InvalidJobData", "InvalidJobOptions", "InvalidJobState", "Job", "JobFailed",
+    "Event", "InvalidFlow", "JobNode", "enqueue_flow", "InvalidJobData", "InvalidJobOptions",
+    "InvalidJobState", "Job", "JobCancelled", "JobFailed",
     "JobyardError", "PermanentError", "Queue", "RetryAfter", "UnknownJobType", "UnknownQueue", "WaitTimeout",
     "all_queue_metrics", "consume", "default_schedule", "enqueue", "enqueue_bulk", "find_job", "get_job",
     "get_job_type", "get_workers", "job_type", "job_types", "subscribe", "unknown_job_types",

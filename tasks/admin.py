@@ -1,4 +1,5 @@
-"""The job archive in the admin: list, filters, search, detail, and retry/remove/cancel.
+"""The job archive in the admin: list, filters, search, detail (with the job's log), and
+retry/remove/cancel/promote.
 
 The list's paginator, filters and search are in tasks/admin_filters.py; sorting is only by
 the indexed creation time. Actions and the live state go through the platform (get_job,
@@ -12,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.db.models import QuerySet
@@ -19,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from tasks import InvalidJobState, get_job
+from tasks import InvalidJobState, Job, get_job
 from tasks.admin_filters import (
     CreatedFilter,
     EstimatedCountPaginator,
@@ -32,6 +34,7 @@ from tasks.admin_filters import (
 from tasks.archive import record_from_job
 from tasks.control import cancel_job, remove_job
 from tasks.errors import UnknownQueue
+from tasks.flows import flow_of
 from tasks.models import ArchiveError, ArchiveGap, JobAttempt, JobRecord
 
 # --- the job admin ------------------------------------------------------------------------
@@ -71,15 +74,28 @@ class JobAttemptInline(admin.TabularInline):
         return "—" if ms is None else f"{ms} ms"
 
 
+#: What the job page's buttons and the list's actions do to a job.
+ACTIONS = ("retry", "remove", "cancel", "promote")
+#: The newest log lines the job page shows (the API pages through all of them).
+LOG_LINES_SHOWN = 200
+
+
 def operate(record: JobRecord, action: str) -> tuple[int, str]:
-    """Retry, remove or cancel the job behind an archive row; (message level, message)."""
-    if action not in ("retry", "remove", "cancel"):
+    """Retry, remove, cancel or promote the job behind an archive row; (level, message)."""
+    if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     gone = messages.WARNING, f"{record.job_id}: not in the registry any more; nothing to {action}"
     try:
         if action == "cancel":
-            if cancel_job(record.queue, record.job_id) is None:
+            cancelled = cancel_job(record.queue, record.job_id)
+            if cancelled is None:
                 return gone
+            if cancelled.state == "active":
+                grace = settings.JOBYARD["CANCEL_GRACE_MS"] / 1000
+                return messages.SUCCESS, (
+                    f"{record.job_id}: running; asked to stop (its process is killed after "
+                    f"{grace:g} s), it will fail as cancelled"
+                )
             return messages.SUCCESS, f"{record.job_id}: cancelled before it ran"
         live = get_job(record.queue, record.job_id)
         if live is None:
@@ -87,6 +103,9 @@ def operate(record: JobRecord, action: str) -> tuple[int, str]:
         if action == "retry":
             live.retry()
             return messages.SUCCESS, f"{record.job_id}: sent again with a fresh attempt budget"
+        if action == "promote":
+            live.promote()
+            return messages.SUCCESS, f"{record.job_id}: promoted, it runs now"
         remove_job(live)
         return (
             messages.SUCCESS,
@@ -121,7 +140,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     inlines = (JobAttemptInline,)
-    actions = ("retry_jobs", "remove_jobs", "cancel_jobs")
+    actions = ("retry_jobs", "remove_jobs", "cancel_jobs", "promote_jobs")
     fieldsets = (
         (None, {"fields": ("queue", "job_id", "name", "state_badge", "worker", "attempts_made",
                            "progress_display", "created_at", "processed_on", "finished_on",
@@ -174,8 +193,12 @@ class JobRecordAdmin(admin.ModelAdmin):
                 live = get_job(record.queue, record.job_id)
             except UnknownQueue:
                 live = None
+        lines, count = live.tail_logs(LOG_LINES_SHOWN) if live else ([], 0)
         extra = {
             "live": live,
+            "flow": self._flow(live),
+            "live_logs": lines,
+            "live_logs_count": count,
             "live_returnvalue": json.dumps(live.returnvalue, indent=2) if live else "",
             "live_due": datetime.fromtimestamp(live.delay_until / 1000, tz=UTC)
             if live and live.delay_until
@@ -189,6 +212,24 @@ class JobRecordAdmin(admin.ModelAdmin):
             else "",
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    @staticmethod
+    def _flow(live: Job | None) -> dict[str, Any] | None:
+        """The job's place in a flow, each job linked to its page; None outside a flow."""
+        if live is None:
+            return None
+        flow = flow_of(live)
+        if not flow["parent"] and not flow["children"]:
+            return None
+
+        def linked(entry: dict[str, Any]) -> dict[str, Any]:
+            key = quote(f"{entry['queue']}:{entry['id']}")
+            return {**entry, "url": reverse("admin:tasks_jobrecord_change", args=[key])}
+
+        return {
+            "parent": linked(flow["parent"]) if flow["parent"] else None,
+            "children": [linked(child) for child in flow["children"]],
+        }
 
     def get_urls(self):
         return [
@@ -208,7 +249,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         if record is None:
             raise Http404("no such job")
         action = request.POST.get("action", "")
-        if action not in ("retry", "remove", "cancel"):
+        if action not in ACTIONS:
             return HttpResponse("unknown action", status=400)
         level, message = operate(record, action)
         self.message_user(request, message, level)
@@ -229,9 +270,16 @@ class JobRecordAdmin(admin.ModelAdmin):
     def remove_jobs(self, request, queryset):
         self._run(request, queryset, "remove")
 
-    @admin.action(description="Cancel selected waiting or delayed jobs", permissions=["operate"])
+    @admin.action(description="Cancel selected jobs (running ones are stopped)",
+                  permissions=["operate"])  # fmt: skip
     def cancel_jobs(self, request, queryset):
         self._run(request, queryset, "cancel")
+
+    @admin.action(
+        description="Promote selected delayed jobs: run them now", permissions=["operate"]
+    )
+    def promote_jobs(self, request, queryset):
+        self._run(request, queryset, "promote")
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, record: JobRecord) -> str:

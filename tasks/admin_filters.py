@@ -72,10 +72,17 @@ class QueueFilter(admin.SimpleListFilter):
 class StateFilter(admin.SimpleListFilter):
     title, parameter_name = "state", "state"
 
+    #: Not a state: delayed jobs waiting out a retry back-off (an attempt failed before),
+    #: as opposed to delayed by `delay` or the rate limit. Served by the (state, created)
+    #: index, attempts_made checked on the rows it finds.
+    RETRYING = "retrying"
+
     def lookups(self, request, model_admin):
-        return [(s, s) for s in STATES]
+        return [(s, s) for s in STATES] + [(self.RETRYING, "retrying (delayed for a retry)")]
 
     def queryset(self, request, queryset):
+        if self.value() == self.RETRYING:
+            return queryset.filter(state="delayed", attempts_made__gt=0)
         return queryset.filter(state=self.value()) if self.value() else queryset
 
 

@@ -19,7 +19,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from tasks import InvalidJobData, InvalidJobOptions, Queue, UnknownJobType, enqueue, get_job
-from tasks.dashboard import BACKLOG_WAITING, FAILING_MIN_FINISHED, FAILING_RATE, dashboard_context
+from tasks.dashboard import (
+    BACKLOG_WAITING,
+    FAILING_MIN_FINISHED,
+    FAILING_RATE,
+    archive_context,
+    dashboard_context,
+)
 from tasks.errors import UnknownQueue
 from tasks.recorder import recorder_faults, recorder_lag
 from tasks.registry import job_types
@@ -34,6 +40,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "title": "Dashboard",
         "archive_lag": sum(v or 0 for v in lag.values()),
         "archive_faults": recorder_faults(),
+        "archive": archive_context(),
         "rules": {"rate": FAILING_RATE, "min": FAILING_MIN_FINISHED, "backlog": BACKLOG_WAITING},
     }
     return TemplateResponse(request, "tasks/dashboard.html", context)
@@ -41,14 +48,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def queue_action(request: HttpRequest, queue: str, action: str) -> HttpResponse:
-    """Pause or resume a queue (POST, CSRF-checked, staff only through admin_view)."""
-    if action not in ("pause", "resume"):
+    """Pause, resume or recover the stalled jobs of a queue (POST, CSRF-checked, staff only
+    through admin_view)."""
+    if action not in ("pause", "resume", "recover-stalled"):
         raise Http404("unknown queue action")
     try:
         target = Queue(queue)
     except UnknownQueue:
         raise Http404("unknown queue") from None
-    if action == "pause":
+    if action == "recover-stalled":
+        ids = target.recover_stalled()
+        messages.success(
+            request,
+            f"Queue {queue}: {len(ids)} stalled job(s) (their worker's "
+            "lock expired) sent again; jobs of live workers left alone.",
+        )
+    elif action == "pause":
         target.pause()
         messages.success(request, f"Queue {queue} paused: workers start none of its jobs.")
     else:

@@ -159,6 +159,8 @@ def _fold(row: JobRecord, events: list[Event]) -> None:
         f = e.fields
         if e.event == "waiting" or e.event == "stalled":
             row.state = "waiting"
+        elif e.event == "waiting-children":
+            row.state = "waiting-children"
         elif e.event in ("delayed", "retrying"):
             row.state = "delayed"
         elif e.event == "active":

@@ -1,7 +1,7 @@
 """Operations on one job that change the registry and the archive together.
 
 `cancel_job` and `remove_job` take the job out of the registry through its public API
-(`tasks.get_job`, `Job.remove`) and archive it at once (tasks.archive.record_removed),
+(`tasks.get_job`, `Job.cancel`, `Job.remove`) and archive it at once (tasks.archive.record_removed),
 rather than leave it to the recorder: the admin shows the outcome on the next page, and a
 cancellation is a state (`cancelled`) no registry event carries.
 """
@@ -10,30 +10,31 @@ from __future__ import annotations
 
 from tasks import InvalidJobState, Job, archive, get_job
 
-#: States a job can be cancelled in: it has not started, and no worker holds it.
+#: States a job is cancelled in by removing it: it has not started, and no worker holds it.
+#: A running (active) job is asked to stop instead (Job.cancel).
 CANCELLABLE = ("waiting", "delayed", "paused")
 
 
 def cancel_job(queue: str, job_id: str) -> Job | None:
-    """Cancel a job before it runs: remove it from the registry and archive it `cancelled`.
+    """Cancel a job: one that has not started is removed from the registry and archived
+    `cancelled` at once; a running one is asked to stop (`Job.cancel`: it fails "cancelled"
+    within the grace period, and the recorder archives that).
 
-    Returns the cancelled job (its fields as they were; `state` None, as after
-    `Job.remove`), or None when the registry has no such job. Raises InvalidJobState when
-    it is running (its worker holds it until the attempt ends) or already finished.
-    UnknownQueue for a queue that is not configured.
+    Returns the job (`state` None when it was removed, `active` while it is being
+    cancelled), or None when the registry has no such job. Raises InvalidJobState when it
+    has already finished; UnknownQueue for a queue that is not configured.
     """
     job = get_job(queue, job_id)
     if job is None:
         return None
-    if job.state == "active":
-        raise InvalidJobState(
-            f"job {job_id} is running on {job.worker or 'a worker'}, so it cannot be "
-            "cancelled: the worker holds it until the attempt ends (its timeout bounds that)"
-        )
-    if job.state not in CANCELLABLE:
-        raise InvalidJobState(f"job {job_id} is already {job.state}; nothing to cancel")
-    job.remove()  # InvalidJobState when a worker took it meanwhile
-    archive.record_removed(job, "cancelled")
+    try:
+        outcome = job.cancel()
+    except InvalidJobState:
+        if get_job(queue, job_id) is None:  # removed meanwhile
+            return None
+        raise
+    if outcome == "removed":
+        archive.record_removed(job, "cancelled")
     return job
 
 

@@ -7,8 +7,11 @@ A queue's health at a glance is one badge, from these rules, first match wins:
    nothing would run a job sent now).
 3. FAILING: at least FAILING_RATE of the jobs finished in the last hour failed, over at
    least FAILING_MIN_FINISHED jobs (one failure out of two is noise, not an incident).
-4. BACKLOG: BACKLOG_WAITING or more jobs are waiting.
-5. OK.
+4. RETRYING: at least FAILING_RATE of the attempts that ended in the last hour failed (and
+   were retried or failed), over at least FAILING_MIN_FINISHED attempts: the retries hide
+   it from the final failure rate, not from the workers or the services they call.
+5. BACKLOG: BACKLOG_WAITING or more jobs are waiting.
+6. OK.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ def health(metrics: dict[str, Any]) -> Health:
             "bad",
             f"{metrics['failureRate']:.0%} of {finished} jobs failed in the last hour",
         )
+    attempts = finished + sum(m["retried"] for m in metrics["lastHour"])
+    if attempts >= FAILING_MIN_FINISHED and metrics["attemptFailureRate"] >= FAILING_RATE:
+        return Health(
+            "retrying",
+            "warn",
+            f"{metrics['attemptFailureRate']:.0%} of {attempts} attempts failed in the last "
+            f"hour; retries saved all but {metrics['failureRate']:.0%} of the jobs",
+        )
     if waiting >= BACKLOG_WAITING:
         return Health("backlog", "warn", f"{waiting} jobs waiting")
     return Health("ok", "ok", "workers up, failures under the threshold, no backlog")
@@ -67,6 +78,8 @@ def health(metrics: dict[str, Any]) -> Health:
 
 #: The bars of the charts: (key of a bucket, colour), stacked bottom up.
 COMPLETED_FAILED = (("completed", COMPLETED_COLOR), ("failed", FAILED_COLOR))
+#: The queue cards' charts: every attempt's outcome, retried ones on top.
+OUTCOMES = (*COMPLETED_FAILED, ("retried", RETRIED_COLOR))
 
 
 def bar_chart(series: list[dict[str, Any]], time_key: str, step_label: str,
@@ -175,9 +188,11 @@ def dashboard_context() -> dict[str, Any]:
                 "name": name,
                 "metrics": metrics,
                 "counts": counts,
+                # A template cannot read a key with a hyphen.
+                "waiting_children": counts.get("waiting-children", 0),
                 "health": health(metrics),
-                "hour_chart": bar_chart(metrics["lastHour"], "minute", "minute"),
-                "day_chart": bar_chart(day, "hour", "hour"),
+                "hour_chart": bar_chart(metrics["lastHour"], "minute", "minute", bars=OUTCOMES),
+                "day_chart": bar_chart(day, "hour", "hour", bars=OUTCOMES),
                 "hour_totals": _totals(metrics["lastHour"]),
                 "day_totals": _totals(day),
                 "workers": [w for w in workers if name in w["queues"]],
@@ -192,3 +207,18 @@ def dashboard_context() -> dict[str, Any]:
 
 def _totals(series: list[dict[str, Any]]) -> dict[str, int]:
     return {k: sum(b[k] for b in series) for k in ("completed", "failed", "retried")}
+
+
+def archive_context() -> dict[str, Any]:
+    """The job archive's size (rows, bytes with indexes), its oldest job and the retention
+    that bounds it, for the dashboard: a few catalog and index reads, no COUNT(*) of the
+    table (tasks/archive_retention.py)."""
+    from tasks.archive_retention import PRUNABLE, archive_size, retention_table
+
+    retention = retention_table()
+    # One line when every queue keeps the defaults (the common case), a row per queue else.
+    same = all({s: r[s] for s in PRUNABLE} == {s: retention[0][s] for s in PRUNABLE}
+               for r in retention)  # fmt: skip
+    rows = [{"queue": r["queue"], "days": [(s, r[s]) for s in PRUNABLE]}
+            for r in (retention[:1] if same else retention)]  # fmt: skip
+    return {"size": archive_size(), "retention": rows, "uniform": same}

@@ -24,7 +24,7 @@ from celery.utils.time import maybe_make_aware
 from django.db import connection, transaction
 from kombu.utils import json as kombu_json
 
-from tasks import scripts
+from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
 from tasks.errors import InvalidJobData, InvalidJobOptions
 from tasks.job import Job, get_job
@@ -54,7 +54,8 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
         attempts=opts.attempts or 1, priority=opts.priority_step() + 1,
     )  # fmt: skip
     new = scripts.NewJob(job_id, name, dumps(params), dumps(stored(opts)), opts.priority_step(),
-                         opts.timelimit(), opts.delay, opts.attempts or 1)  # fmt: skip
+                         opts.timelimit(), opts.delay, opts.attempts or 1,
+                         int(bool(opts.lifo)))  # fmt: skip
     return _Prepared(job, new)
 
 
@@ -95,7 +96,17 @@ def enqueue(name: str, data: dict[str, Any] | None = None, **options: Any) -> Jo
     result: list[Job] = []
 
     def send() -> None:
-        result.extend(_settle([prepared], _write(prepared.job.queue, [prepared])))
+        queue = prepared.job.queue
+        with tracing.enqueue_span(name, queue) as carrier:
+            if carrier is None:
+                result.extend(_settle([prepared], _write(queue, [prepared])))
+                return
+            # The trace context goes with the job, in the same MULTI: a worker that
+            # claims it finds it (tasks/tracing.py). One more command, with tracing on.
+            pipe = get_redis().pipeline(transaction=True)
+            _write(queue, [prepared], pipe)
+            pipe.hsetnx(keys.job(queue, prepared.job.id), "trace", carrier)
+            result.extend(_settle([prepared], pipe.execute()[0]))
 
     if _after_commit(send):
         return prepared.job

@@ -47,6 +47,16 @@ class InvalidJobOptions(JobyardError, ValueError):
         self.errors = errors
 
 
+class InvalidFlow(JobyardError, ValueError):
+    """A flow's tree is malformed: `errors` lists {field, message}, each field a path into
+    the tree (`children[2].opts.attempts`)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(errors, message=f"invalid flow: {detail}")
+        self.errors = errors
+
+
 class UnknownQueue(JobyardError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name, known, message=f"unknown queue {name!r}; queues: {', '.join(known)}")
@@ -76,6 +86,16 @@ class RetryAfter(Exception):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class JobCancelled(JobyardError):
+    """Raised inside a running job that was cancelled (Job.cancel, the API, the CLI, the
+    admin): by `job.update_progress()` and `job.log()`, or by the job itself when it sees
+    `job.cancelled`. The job then fails with reason "cancelled", with no retry."""
+
+    def __init__(self, job_id: str = "") -> None:
+        super().__init__(job_id, message=f"job {job_id} was cancelled" if job_id else "cancelled")
+        self.job_id = job_id
 
 
 class JobFailed(JobyardError):

@@ -1,4 +1,5 @@
-"""Liveness (/healthz: the process answers) and readiness (/readyz: its dependencies do)."""
+"""Liveness (/healthz: the process answers) and readiness (/readyz: its dependencies do;
+"degraded" when Redis's settings can lose jobs, tasks/redis_settings.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from tasks.connection import get_redis
+from tasks.redis_settings import warn_once
 
 
 @require_GET
@@ -37,6 +39,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
             results[name] = f"error: {type(exc).__name__}: {exc}"
     failed = [name for name, result in results.items() if result != "ok"]
     if not failed:
+        # Settings that lose jobs (eviction, no AOF in production) leave the process ready
+        # (taking it out of service would help nothing) but say so: "degraded".
+        problems = warn_once("web")
+        if problems:
+            results["redis_settings"] = "; ".join(problems)
+            return JsonResponse({"status": "degraded", "checks": results})
         return JsonResponse({"status": "ok", "checks": results})
     return JsonResponse(
         {

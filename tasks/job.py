@@ -10,7 +10,7 @@ from django.conf import settings
 
 from tasks import keys, scripts
 from tasks.connection import get_redis
-from tasks.errors import InvalidJobState, JobFailed, WaitTimeout
+from tasks.errors import InvalidJobState, JobCancelled, JobFailed, WaitTimeout
 from tasks.events import Event, job_events, last_event_id, recent_job_event
 from tasks.options import expanded
 from tasks.registry import check_queue, dumps
@@ -18,6 +18,10 @@ from tasks.states import FINISHED
 
 #: The events that end a wait for a job.
 _ENDINGS = ("completed", "failed", "removed")
+#: A log line longer than this is cut (and says so): a runaway line must not fill Redis.
+LOG_LINE_MAX = 10_000
+#: The most lines one read of a job's log returns (Job.get_logs, the API's page).
+LOGS_PAGE_MAX = 1000
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Job:
     worker: str | None = None
     stalled_count: int = 0
     priority: int | None = None
+    #: A flow's child: its parent's `queue/id` (tasks.flows).
+    parent: str | None = None
+    #: When a cancel of this running job was asked (ms); None unless it was.
+    cancel_requested_at: int | None = None
     _token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -65,7 +73,8 @@ class Job:
             finished_on=num("finishedOn"),
             delay_until=num("delayUntil") if state == "delayed" else None,
             worker=h.get("worker"), stalled_count=num("stalledCount") or 0,
-            priority=(num("priority") or 0) + 1,
+            priority=(num("priority") or 0) + 1, parent=h.get("parent"),
+            cancel_requested_at=num("cancelRequested"),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +140,20 @@ class Job:
             raise JobFailed(self.id, self.failed_reason)
         raise InvalidJobState(f"job {self.id} was removed")
 
+    # --- a flow's parent (tasks.flows) ------------------------------------------------
+
+    def children_values(self) -> dict[str, Any]:
+        """Each completed child's return value, by `queue/id`: what a flow's parent reads
+        while it runs. Kept on the parent's side, so a child's retention cannot lose one."""
+        raw = get_redis().hgetall(keys.processed(self.queue, self.id))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def children_failures(self) -> dict[str, str]:
+        """Each failed child's reason, by `queue/id`: the ignored failures
+        (ignore_dependency_on_failure), or the one that failed this parent."""
+        raw = get_redis().hgetall(keys.child_failures(self.queue, self.id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     # --- changing ----------------------------------------------------------------------
 
     def update_progress(self, progress: int | float | dict[str, Any]) -> None:
@@ -141,8 +164,80 @@ class Job:
             raise ValueError("progress must be a number from 0 to 100 or a JSON object")
         if not isinstance(progress, dict) and not 0 <= progress <= 100:
             raise ValueError("progress must be between 0 and 100")
-        scripts.progress(self.queue, self.id, self._token, dumps(progress))
+        written = scripts.progress(self.queue, self.id, self._token, dumps(progress))
         self.progress = progress
+        if written == scripts.CANCEL_REQUESTED:
+            raise JobCancelled(self.id)
+
+    # --- logs and cancellation (issue 14) ----------------------------------------------
+
+    def log(self, *lines: str) -> int:
+        """Append lines to the job's log, from inside the running job; how many it holds.
+
+        Kept with the job (the newest JOBYARD_LOG_LINES_KEPT lines) and removed with it.
+        Raises JobCancelled, after writing, when the job was cancelled: stop there.
+        """
+        if self._token is None:
+            raise InvalidJobState("log() is for the job's own function while it runs")
+        if not lines:
+            return 0
+        cut = [_log_line(line) for line in lines]
+        held, cancelled = scripts.log(self.queue, self.id, self._token, cut,
+                                      settings.JOBYARD["LOG_LINES_KEPT"])  # fmt: skip
+        if cancelled:
+            raise JobCancelled(self.id)
+        return max(held, 0)
+
+    def get_logs(self, start: int = 0, end: int = -1) -> tuple[list[str], int]:
+        """(lines start..end inclusive, oldest first; how many the job holds), as BullMQ's
+        getJobLogs. `end` -1 is the last line; a page holds LOGS_PAGE_MAX lines at most."""
+        if start < 0 or end < -1 or (end >= 0 and end < start):
+            raise ValueError(f"bad range: start {start}, end {end}")
+        if end == -1 or end > start + LOGS_PAGE_MAX - 1:
+            end = start + LOGS_PAGE_MAX - 1
+        return self._logs(start, end)
+
+    def tail_logs(self, lines: int) -> tuple[list[str], int]:
+        """(the newest `lines` log lines, oldest first; how many the job holds)."""
+        return self._logs(-max(1, min(lines, LOGS_PAGE_MAX)), -1)
+
+    def _logs(self, start: int, end: int) -> tuple[list[str], int]:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.lrange(keys.logs(self.queue, self.id), start, end)
+        pipe.llen(keys.logs(self.queue, self.id))
+        lines, count = pipe.execute()
+        return [line.decode() for line in lines], count
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (one Redis read each time): a long job checks it
+        between steps and stops, raising JobCancelled, or returning; it fails "cancelled"."""
+        return bool(get_redis().hexists(keys.job(self.queue, self.id), "cancelRequested"))
+
+    def cancel(self) -> str:
+        """Cancel the job: 'removed' when it had not started (waiting, paused or delayed:
+        it is removed at once), 'cancelling' when it runs: it is asked to stop, and its
+        worker ends it after JOBYARD_CANCEL_GRACE_MS; it then fails "cancelled", no retry.
+        InvalidJobState when it has finished or no longer exists."""
+        outcome, detail = scripts.cancel(self.queue, self.id)
+        if outcome == "missing":
+            raise InvalidJobState(f"job {self.id} no longer exists")
+        if outcome == "finished":
+            raise InvalidJobState(f"job {self.id} is already {detail}; nothing to cancel")
+        if outcome == "cancelling":
+            self.state, self.cancel_requested_at = "active", int(detail)
+        else:
+            self.state = None
+        return outcome
+
+    def promote(self) -> None:
+        """Run a delayed job now: it becomes waiting and is sent to the workers."""
+        result = scripts.promote_job(self.queue, self.id)
+        if result == 0:
+            raise InvalidJobState(f"job {self.id} no longer exists")
+        if result != 1:
+            raise InvalidJobState(f"job {self.id} is {result}, not delayed: nothing to promote")
+        self.refresh()
 
     def retry(self) -> None:
         """Send a failed job again, with a fresh attempt budget."""
@@ -159,6 +254,13 @@ class Job:
         if result == scripts.NOT_FOUND:
             raise InvalidJobState(f"job {self.id} no longer exists")
         self.state = None
+
+
+def _log_line(line: object) -> str:
+    text = line if isinstance(line, str) else str(line)
+    if len(text) > LOG_LINE_MAX:
+        return text[:LOG_LINE_MAX] + f"... [cut: {len(text)} characters]"
+    return text
 
 
 def get_job(queue: str, job_id: str) -> Job | None:

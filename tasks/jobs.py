@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -54,6 +55,55 @@ def clean_finished_jobs(job: Job, older_than_hours: int = 24 * 7) -> dict[str, i
 
 
 default_schedule("jobyard-clean-finished-jobs", "clean-finished-jobs", cron="30 3 * * *")
+
+
+class PruneArchiveParams(BaseModel):
+    """`prune-archive`: delete archive rows older than their retention (by default every
+    queue's, every final state's, each by its configured age)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    #: One queue only (default: every queue).
+    queue: str | None = None
+    #: One final state only (default: completed, failed and cancelled).
+    state: Literal["completed", "failed", "cancelled"] | None = None
+    #: An age for this run instead of the configured ones.
+    older_than_days: float | None = Field(default=None, ge=0, le=36_500)
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue(cls, value: str | None) -> str | None:
+        if value is not None and value not in settings.JOBYARD_QUEUES:
+            raise PydanticCustomError(
+                "unknown_queue", "unknown queue; queues are {queues}",
+                {"queues": ", ".join(settings.JOBYARD_QUEUES)},
+            )  # fmt: skip
+        return value
+
+
+@job_type("prune-archive", queue="cleanup", attempts=3, schema=PruneArchiveParams)
+def prune_archive_job(job: Job, queue: str | None, state: str | None,
+                      older_than_days: float | None) -> dict[str, Any]:  # fmt: skip
+    """Bound the job archive: rows of finished jobs older than their queue's retention go,
+    with their attempts, a few thousand a transaction (tasks/archive_retention.py)."""
+    from tasks.archive_retention import prune_archive
+
+    done = {"rows": 0, "batches": 0}
+
+    def report(batch) -> None:
+        done["rows"] += batch.rows
+        done["batches"] += 1
+        job.update_progress({**done, "queue": batch.queue, "state": batch.state})
+
+    summary = prune_archive(
+        queues=[queue] if queue else None, states=[state] if state else None,
+        older_than=timedelta(days=older_than_days) if older_than_days is not None else None,
+        on_batch=report,
+    )  # fmt: skip
+    return summary.to_dict()
+
+
+# Daily, after clean-finished-jobs, when the archive is quietest.
+default_schedule("jobyard-prune-archive", "prune-archive", cron="45 3 * * *")
 
 
 class ScheduleRecurringParams(BaseModel):
@@ -121,7 +171,7 @@ def schedule_recurring(job: Job, key: str, target: str, pattern: str,
                        params: dict[str, Any], timezone: str | None, options: dict[str, Any],
                        misfire: str) -> dict[str, Any]:  # fmt: skip
     """Install a schedule through the job system (the trigger API, the CLI, the admin)."""
-    from tasks.scheduling.service import next_run
+    from tasks.scheduling.service import epoch_ms, next_run
 
     spec = split_pattern(pattern)
     try:
@@ -132,4 +182,4 @@ def schedule_recurring(job: Job, key: str, target: str, pattern: str,
 
         raise PermanentError(str(exc)) from exc
     upcoming = next_run(task)
-    return {"key": key, "created": created, "next": upcoming.isoformat() if upcoming else None}
+    return {"key": key, "created": created, "next": epoch_ms(upcoming)}

@@ -30,10 +30,28 @@ QUEUE_KEYS = {
     "waits": ":waits",  # the last 1,000 waiting times
     "limiter": ":limiter",  # the rate limit's sliding log
     "bell": ":bell",  # wakes idle consumers: a token per message sent, BELLS_KEPT at most
+    # Monotonic totals for Prometheus, never trimmed: `{queue}:total:{counter}` (a hash of
+    # job type -> count) and `{queue}:hist:{timing}` (job type + TAB + bucket -> count)
+    "total": ":total:",
+    "hist": ":hist:",
+    # flows (tasks/lua/flows.lua, docs/flows.md): a parent's state set, and per parent id
+    "waiting-children": ":waiting-children",  # parents waiting for their children
+    "deps": ":deps:",  # a parent's children still pending ("queue/id" each)
+    "processed": ":processed:",  # a parent's completed children: "queue/id" -> return value
+    "child_failures": ":child-failures:",  # a parent's failed children: "queue/id" -> reason
+    # --- job logs (job.log): a list per job, deleted with the job's hash (drop_job in Lua)
+    "logs": ":logs:",
 }
+#: The keys a flow's parent owns besides its hash: removed with it.
+PARENT_KEYS = ("deps", "processed", "child_failures")
 #: Tokens a queue's bell list holds at most: each wakes one idle consumer, which then takes
 #: messages until the lists are empty, so a few are enough; the cap bounds its memory.
 BELLS_KEPT = 16
+#: Upper bounds (ms) of the processing and waiting time histograms' buckets, which the
+#: scripts count in `hist` (tasks/lua/prelude.lua: observe) and /metrics exposes in seconds.
+#: Changing them re-buckets only what is counted after the change: clear the `hist` keys.
+HISTOGRAM_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000,
+                        60_000, 300_000, 900_000, 3_600_000)  # fmt: skip
 #: Keys shared by every queue: `{prefix}{suffix}`, then a name where there are many.
 GLOBAL_KEYS = {
     "workers": "workers",  # live workers, scored by last heartbeat
@@ -70,6 +88,23 @@ def state(queue: str, state_name: str) -> str:
     return _queue_key(queue, STATE_SET.get(state_name, state_name))
 
 
+def deps(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "deps", job_id)
+
+
+def processed(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "processed", job_id)
+
+
+def child_failures(queue: str, job_id: str) -> str:
+    return _queue_key(queue, "child_failures", job_id)
+
+
+def logs(queue: str, job_id: str) -> str:
+    """Job `job_id`'s log lines (job.log), oldest first; it lives as long as the job."""
+    return _queue_key(queue, "logs", job_id)
+
+
 def paused(queue: str) -> str:
     return _queue_key(queue, "paused")
 
@@ -84,6 +119,16 @@ def events(queue: str) -> str:
 
 def stats(queue: str, minute: int) -> str:
     return _queue_key(queue, "stats", minute)
+
+
+def total(queue: str, counter: str) -> str:
+    """A queue's monotonic count of `counter` (tasks.metrics.TOTALS), per job type."""
+    return _queue_key(queue, "total", counter)
+
+
+def histogram(queue: str, timing: str) -> str:
+    """A queue's bucket counts of `timing` ("processing" or "waiting"), per job type."""
+    return _queue_key(queue, "hist", timing)
 
 
 def workers() -> str:
@@ -145,6 +190,7 @@ def lua_header() -> str:
         f"local STATE_SET = {table(STATE_SET)}\n"
         f"local BROKER_SEP = {broker_sep()!r}\n"
         f"local BELLS_KEPT = {BELLS_KEPT}\n"
+        f"local HISTOGRAM_BUCKETS_MS = {{{', '.join(map(str, HISTOGRAM_BUCKETS_MS))}}}\n"
         f"local RESULT_CHANNEL = {RESULT_CHANNEL!r}\n"
         f"local LEAN_MESSAGES = {'true' if settings.JOBYARD['LEAN_MESSAGES'] else 'false'}\n"
     )

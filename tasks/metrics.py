@@ -37,7 +37,7 @@ def _series(raw: bytes) -> list[int]:
 def _queue_figures(
     queue: str, row: list, workers: list[dict[str, Any]], now: float
 ) -> dict[str, Any]:
-    wait, active, completed, failed, delayed, paused, c, f, r, durations, waits = row
+    wait, active, completed, failed, delayed, paused, c, f, r, durations, waits, parents = row
     minute = int(now // 60)
     first = minute - WINDOW_MINUTES + 1
     series = [
@@ -54,17 +54,25 @@ def _queue_figures(
     completed_hour = sum(s["completed"] for s in series)
     failed_hour = sum(s["failed"] for s in series)
     finished_hour = completed_hour + failed_hour
+    # Every attempt that ended in the hour: a retried one failed too, though its job lives
+    # on; the final failure rate alone hides a queue whose first attempts mostly fail.
+    retried_hour = sum(s["retried"] for s in series)
+    attempts_hour = finished_hour + retried_hour
     mine = [w for w in workers if queue in w["queues"]]
     capacity = sum(w["concurrency"] for w in mine)
     running = sum(w["running"] for w in mine)
     return {
         "queue": queue,
         "paused": bool(paused),
-        "counts": counts_by_state(wait, active, completed, failed, delayed, paused),
+        "counts": counts_by_state(wait, active, completed, failed, delayed, paused, parents),
         "completedPerMinute": per_minute("completed"),
         "failedPerMinute": per_minute("failed"),
         "processedPerMinute": round(per_minute("completed") + per_minute("failed"), 2),
         "failureRate": round(failed_hour / finished_hour, 4) if finished_hour else 0.0,
+        "retriedPerMinute": per_minute("retried"),
+        "attemptFailureRate": (
+            round((failed_hour + retried_hour) / attempts_hour, 4) if attempts_hour else 0.0
+        ),
         "processingMs": _timing(durations),
         "waitingMs": _timing(waits),
         "workers": len(mine),
@@ -85,8 +93,9 @@ def queue_metrics(queue: str, workers: list[dict[str, Any]] | None = None) -> di
     return _metrics([queue], workers)[queue]
 
 
-def all_queue_metrics() -> dict[str, dict[str, Any]]:
-    return _metrics(list(settings.JOBYARD_QUEUES), None)
+def all_queue_metrics(workers: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Every queue's figures; `workers`: get_workers() when the caller has read it already."""
+    return _metrics(list(settings.JOBYARD_QUEUES), workers)
 
 
 def get_workers() -> list[dict[str, Any]]:
@@ -205,3 +214,70 @@ def unknown_job_types() -> list[dict[str, Any]]:
     if stale:
         client.hdel(keys.unknown_types(), *stale)
     return sorted(found, key=lambda r: (r["jobType"], r["worker"]))
+
+
+#: The monotonic totals the scripts keep per queue and job type (tasks/lua: count_total),
+#: each with what it counts. They are never trimmed or expired: Prometheus counters.
+TOTALS = {
+    "completed": "Jobs completed.",
+    "failed": "Jobs failed for good (the dead-letter list): attempts, stalls or time used up.",
+    "retried": "Failed attempts followed by a retry.",
+    "stalled": "Runs found stalled (their worker's lock expired), then run again or failed.",
+    "rate_limited": "Claims held back by the queue's rate limit (the job waits, delayed).",
+    "expired": "Plain Celery tasks failed because their message was past its expires.",
+}
+#: The timings kept as histograms, per queue and job type (tasks/lua: observe).
+TIMINGS = {
+    "processing": "Time a run took, from its start to its outcome.",
+    "waiting": "Time a job waited, from becoming waiting to its start.",
+}
+
+
+def totals(queues: list[str] | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """queue -> counter (TOTALS) -> job type -> count, for every queue (or `queues`).
+    One pipelined round trip."""
+    queues = list(queues or settings.JOBYARD_QUEUES)
+    pipe = get_redis().pipeline(transaction=False)
+    for queue in queues:
+        for counter in TOTALS:
+            pipe.hgetall(keys.total(queue, counter))
+    replies = iter(pipe.execute())
+    return {
+        queue: {
+            counter: {k.decode(): int(v) for k, v in next(replies).items()} for counter in TOTALS
+        }
+        for queue in queues
+    }
+
+
+def histograms(queues: list[str] | None = None) -> dict[str, dict[str, dict[str, dict]]]:
+    """queue -> timing (TIMINGS) -> job type -> {"buckets": [(upper ms, cumulative count),
+    ..., (inf, count)], "sum_ms": total}. One pipelined round trip."""
+    queues = list(queues or settings.JOBYARD_QUEUES)
+    pipe = get_redis().pipeline(transaction=False)
+    for queue in queues:
+        for timing in TIMINGS:
+            pipe.hgetall(keys.histogram(queue, timing))
+    replies = iter(pipe.execute())
+    bounds = [*keys.HISTOGRAM_BUCKETS_MS, float("inf")]
+    result: dict[str, dict[str, dict[str, dict]]] = {}
+    for queue in queues:
+        result[queue] = {}
+        for timing in TIMINGS:
+            per_type: dict[str, dict[str, Any]] = {}
+            for field, value in next(replies).items():
+                name, _, part = field.decode().rpartition("\t")
+                entry = per_type.setdefault(name, {"counts": {}, "sum_ms": 0})
+                if part == "sum":
+                    entry["sum_ms"] = int(value)
+                else:
+                    entry["counts"][float(part)] = int(value)  # "+Inf" reads as inf
+            for entry in per_type.values():
+                running, buckets = 0, []
+                for bound in bounds:
+                    running += entry["counts"].get(float(bound), 0)
+                    buckets.append((bound, running))
+                entry["buckets"] = buckets
+                del entry["counts"]
+            result[queue][timing] = per_type
+    return result

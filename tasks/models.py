@@ -59,6 +59,14 @@ class JobRecord(models.Model):
                 name="jobrecord_removed",
                 condition=models.Q(removed_at__isnull=False),
             ),
+            # Pruning by age (tasks/archive_retention.py): each batch of one queue's rows of
+            # one final state older than a cutoff is a short range scan of one of these.
+            models.Index(fields=("queue", "state", "finished_on"), name="jobrecord_prune"),
+            models.Index(
+                fields=("queue", "removed_at"),
+                name="jobrecord_prune_cancelled",
+                condition=models.Q(state="cancelled"),
+            ),
             # Search by id: equality and prefix (LIKE 'abc%') whatever the collation.
             models.Index(
                 fields=("job_id",), name="jobrecord_job_id", opclasses=("varchar_pattern_ops",)

@@ -62,6 +62,10 @@ class JobOptions(_Options):
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600 * 1000, description="ms")
     remove_on_complete: RemoveOption | None = None
     remove_on_fail: RemoveOption | None = None
+    lifo: bool | None = Field(
+        default=None,
+        description="true: to the front of its queue (the next job of its priority to run)",
+    )
     #: Set by the beat: the key of the schedule whose run this job is.
     schedule: str | None = Field(default=None, min_length=1, max_length=200)
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.errors import JobyardError
 from tasks.job import Job, get_jobs
 from tasks.metrics import queue_metrics
 from tasks.registry import check_queue
-from tasks.states import CLEANABLE, FINISHED, STATE_SET, STATES, counts_by_state
+from tasks.states import (
+    ACTIVE_NOT_CLEANABLE,
+    CLEANABLE,
+    FINISHED,
+    STATE_SET,
+    STATES,
+    counts_by_state,
+)
 
 
 class Queue:
@@ -21,11 +30,12 @@ class Queue:
         return f"Queue({self.name!r})"
 
     def counts(self) -> dict[str, int]:
-        """Jobs per state: six O(1) reads in one round trip, whatever the queue holds."""
+        """Jobs per state: seven O(1) reads in one round trip, whatever the queue holds."""
         pipe = get_redis().pipeline(transaction=False)
         for state in ("waiting", "active", "completed", "failed", "delayed"):
             pipe.zcard(keys.state(self.name, state))
         pipe.exists(keys.paused(self.name))
+        pipe.zcard(keys.state(self.name, "waiting-children"))
         return counts_by_state(*pipe.execute())
 
     def is_paused(self) -> bool:
@@ -84,11 +94,21 @@ class Queue:
         Age is finishing time for completed and failed, due time for delayed, and the time
         they started waiting for waiting jobs. Active jobs are never cleaned.
         """
+        if state == "active":
+            raise JobyardError(f"clean: {ACTIVE_NOT_CLEANABLE}")
         if state not in CLEANABLE:
             raise JobyardError(f"clean: state must be one of {', '.join(CLEANABLE)}, not {state!r}")
         if grace_ms < 0 or limit < 1:
             raise JobyardError("clean: grace must be >= 0 and limit >= 1")
         return scripts.clean(self.name, grace_ms, limit, state)
+
+    def recover_stalled(self, fail: bool = False) -> list[str]:
+        """The safe fix for stuck active jobs: those whose lock expired (their worker is
+        gone) are sent again now, as the workers' stalled check would do within seconds, or
+        failed with `fail` (no retry). Jobs whose worker still holds the lock are left
+        alone. Returns the ids recovered."""
+        keep = settings.JOBYARD_QUEUES[self.name]["keep_failed"]
+        return scripts.stalled(self.name, settings.JOBYARD["MAX_STALLED"], keep, fail=fail)
 
     def pause(self) -> None:
         """Every worker stops starting this queue's jobs; enqueues are still accepted."""

@@ -26,8 +26,9 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 @cache
 def source(name: str) -> str:
+    # flows.lua defines what the prelude's ends of a job call for a flow's child.
     parts = (keys.lua_header(), (LUA_DIR / "prelude.lua").read_text(),
-             (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
+             (LUA_DIR / "flows.lua").read_text(), (LUA_DIR / f"{name}.lua").read_text())  # fmt: skip
     return "\n".join(parts)
 
 
@@ -72,6 +73,8 @@ class NewJob(NamedTuple):
     timelimit: str
     delay_ms: int
     attempts: int
+    #: 1: to the front of its queue (the consuming end of its priority's list).
+    lifo: int = 0
 
 
 def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: Any = None) -> Any:
@@ -82,6 +85,28 @@ def enqueue(queue: str, jobs: Sequence[NewJob], publish: bool = True, client: An
     """
     flat = [value for job in jobs for value in job]
     return _run("enqueue", queue, _maxlen(), len(jobs), int(publish), *flat, client=client)
+
+
+class FlowJob(NamedTuple):
+    """One job of a flow for add_flow.lua: where it goes, the job, and its place in the tree."""
+
+    queue: str
+    job: NewJob
+    #: Its parent's `queue/id`; '' for the root.
+    parent: str
+    ignore_failure: bool
+    children: int
+
+
+def add_flow(jobs: Sequence[FlowJob]) -> list[Any]:
+    """Create a flow's jobs, parents before their children, in one script call: per job a
+    code (tasks.flows.CREATED_AS); [0] when the root's id exists; [-1, "queue/id"] when
+    another id exists (nothing written either way)."""
+    flat: list[Any] = []
+    for j in jobs:
+        flat += [j.queue, *j.job, j.parent, int(j.ignore_failure), j.children]
+    reply = _run("add_flow", _maxlen(), len(jobs), *flat)
+    return [_text(v) if isinstance(v, bytes) else v for v in reply]
 
 
 #: send.lua's answer when the job is running and its attempt sent its own next run.
@@ -146,9 +171,14 @@ class Completion(NamedTuple):
     age_ms: int
 
 
-def complete(done: Completion) -> bool:
-    """Record a successful attempt; False when the token no longer holds the job."""
-    return bool(_run("complete", *done, _maxlen()))
+#: complete.lua's answers: written, the token lost the job, the job was cancelled meanwhile
+#: (it failed 'cancelled' instead; see cancel.lua).
+COMPLETED, LOCK_LOST, COMPLETED_CANCELLED = 1, 0, 2
+
+
+def complete(done: Completion) -> int:
+    """Record a successful attempt: COMPLETED, LOCK_LOST or COMPLETED_CANCELLED."""
+    return int(_run("complete", *done, _maxlen()))
 
 
 #: fail()'s delay for a plain Celery task's retry: as its own resent message says.
@@ -157,16 +187,17 @@ RETRY_AS_RESENT = -2
 
 def fail(
     queue: str, job_id: str, token: str, reason: str, stacktrace: str, retry_in_ms: int,
-    keep: int, age_ms: int,
+    keep: int, age_ms: int, expired: bool = False,
 ) -> str | None:  # fmt: skip
     """Record a failed attempt: 'retrying' or 'failed'; None when the token lost the job.
 
     `retry_in_ms` -1: no retry, the job fails for good; RETRY_AS_RESENT: again when the
     message the attempt sent for its next run is due (Celery's self.retry), else no retry.
+    `expired`: its Celery message was past its `expires` (counted as expired too).
     """
     reply = _run(
         "fail", queue, job_id, token, reason, stacktrace, retry_in_ms, keep, age_ms, _maxlen(),
-        settings.JOBYARD["STACKTRACES_KEPT"],
+        settings.JOBYARD["STACKTRACES_KEPT"], "expired" if expired else "",
     )  # fmt: skip
     return _text(reply) if reply else None
 
@@ -195,8 +226,44 @@ def extend_locks(held: Sequence[tuple[str, str, str]]) -> list[str]:
     return [_text(job_id) for job_id in lost]
 
 
-def progress(queue: str, job_id: str, token: str, encoded: str) -> bool:
-    return bool(_run("progress", queue, job_id, token, encoded, _maxlen()))
+#: progress.lua's answer when the progress was written but the job was asked to stop.
+CANCEL_REQUESTED = 2
+
+
+def progress(queue: str, job_id: str, token: str, encoded: str) -> int:
+    """0 the token lost the job, 1 written, CANCEL_REQUESTED written and the job was cancelled."""
+    return int(_run("progress", queue, job_id, token, encoded, _maxlen()))
+
+
+# --- job logs and cancellation (job.log, Job.cancel) ------------------------------------------
+
+
+def log(queue: str, job_id: str, token: str, lines: Sequence[str], keep: int) -> tuple[int, bool]:
+    """Append `lines` to a running job's log, keeping the newest `keep`: (lines held, whether
+    the job was cancelled); lines held is -1 when the token no longer holds the job."""
+    held, cancelled = _run("log", queue, job_id, token, keep, *lines)
+    return int(held), bool(cancelled)
+
+
+class Cancelled(NamedTuple):
+    """cancel.lua's answer: removed (with the state it had), cancelling (with when it was
+    asked, ms), finished (with its state) or missing."""
+
+    outcome: str
+    detail: str | int | None = None
+
+
+def cancel(queue: str, job_id: str) -> Cancelled:
+    """Remove a job that has not started, or ask a running one to stop (see cancel.lua)."""
+    outcome, *rest = _run("cancel", queue, _maxlen(), job_id)
+    detail = rest[0] if rest else None
+    return Cancelled(_text(outcome), _text(detail) if isinstance(detail, bytes) else detail)
+
+
+def promote_job(queue: str, job_id: str) -> int | str:
+    """Make a delayed job waiting now: 1, 0 when there is no such job, else its state."""
+    reply = _run("promote_job", queue, _maxlen(), job_id)
+    return _text(reply) if isinstance(reply, bytes) else int(reply)
 
 
 # --- take.lua: the worker consumer's pop-and-claim -----------------------------------------
@@ -298,9 +365,12 @@ def promote(queues: Sequence[str], limit: int = 1000) -> Promoted:
     return Promoted(*_run("promote", _maxlen(), limit, *queues))
 
 
-def stalled(queue: str, max_stalled: int, keep: int, age_ms: int = 0) -> list[str]:
-    """Active jobs whose lock expired: sent again, or failed past `max_stalled`; their ids."""
-    return [_text(i) for i in _run("stalled", queue, max_stalled, _maxlen(), keep, age_ms)]
+def stalled(queue: str, max_stalled: int, keep: int, age_ms: int = 0,
+            fail: bool = False) -> list[str]:  # fmt: skip
+    """Active jobs whose lock expired: sent again, or failed past `max_stalled` (or all of
+    them failed, with `fail`); their ids."""
+    mode = "fail" if fail else "requeue"
+    return [_text(i) for i in _run("stalled", queue, max_stalled, _maxlen(), keep, age_ms, mode)]
 
 
 def reconcile(queues: Sequence[str], grace_ms: int, limit: int = 1000) -> list[str]:
@@ -319,6 +389,11 @@ def lease(name: str, owner: str, ttl_ms: int) -> bool:
 
 def release_lease(name: str, owner: str) -> None:
     _run("lease", name, owner, 0, "release")
+
+
+def lease_holder(name: str) -> str | None:
+    """Who holds the leader lease `name` now (None: nobody). A plain read, no script."""
+    return _text(get_redis().get(keys.lease(name)))
 
 
 # --- operators' actions ----------------------------------------------------------------------
@@ -341,7 +416,7 @@ def remove(queue: str, job_ids: Sequence[str]) -> list[int]:
 def clean(queue: str, grace_ms: int, limit: int, state: str) -> list[str]:
     """Remove up to `limit` jobs of `state` older than `grace_ms`; the ids removed."""
     set_name = STATE_SET[state]
-    return [_text(i) for i in _run("clean", queue, grace_ms, limit, set_name)]
+    return [_text(i) for i in _run("clean", queue, grace_ms, limit, set_name, _maxlen())]
 
 
 def pause(queue: str) -> None:

@@ -19,7 +19,7 @@ DASHBOARD = "/admin/dashboard/"
 
 def metrics(**overrides):
     base = {
-        "paused": False, "workers": 1, "failureRate": 0.0,
+        "paused": False, "workers": 1, "failureRate": 0.0, "attemptFailureRate": 0.0,
         "counts": {"waiting": 0, "paused": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0},
         "lastHour": [{"completed": 10, "failed": 0, "retried": 0}],
     }  # fmt: skip
@@ -34,12 +34,30 @@ def test_health_follows_the_documented_rules_in_order():
     assert (idle.label, idle.level) == ("no workers", "warn")
     stuck = health(metrics(workers=0, counts={**metrics()["counts"], "waiting": 3}))
     assert (stuck.label, stuck.level) == ("no workers", "bad") and "3 jobs waiting" in stuck.reason
-    failing = health(metrics(failureRate=0.5, lastHour=[{"completed": 5, "failed": 5}]))
+    failing = health(
+        metrics(failureRate=0.5, lastHour=[{"completed": 5, "failed": 5, "retried": 0}])
+    )
     assert failing.label == "failing" and "50%" in failing.reason
     # Too few jobs to judge: one failure out of two is not an incident.
-    assert health(metrics(failureRate=0.5, lastHour=[{"completed": 1, "failed": 1}])).label == "ok"
+    assert (
+        health(
+            metrics(failureRate=0.5, lastHour=[{"completed": 1, "failed": 1, "retried": 0}])
+        ).label
+        == "ok"
+    )
     backlog = metrics(counts={**metrics()["counts"], "waiting": 150})
     assert health(backlog).label == "backlog"
+
+
+@pytest.mark.pure
+def test_a_queue_whose_attempts_fail_is_retrying_not_ok():
+    """The issue's case: 30 % of attempts fail, retries save all but 1 % of the jobs."""
+    hour = [{"completed": 99, "failed": 1, "retried": 42}]
+    shown = health(metrics(failureRate=0.01, attemptFailureRate=0.3028, lastHour=hour))
+    assert (shown.label, shown.level) == ("retrying", "warn")
+    assert "30% of 142 attempts" in shown.reason and "1%" in shown.reason
+    few = [{"completed": 2, "failed": 0, "retried": 2}]  # too few attempts to judge
+    assert health(metrics(attemptFailureRate=0.5, lastHour=few)).label == "ok"
 
 
 def test_last_day_sums_the_minute_stats_into_hours():

@@ -138,18 +138,20 @@ def test_cancel_removes_waiting_and_delayed_jobs_and_records_them_cancelled(admi
     assert all(r.removed_at for r in JobRecord.objects.all())
 
 
-def test_a_running_job_cannot_be_cancelled_or_removed(admin_client, start_worker):
+def test_a_running_job_is_cancelled_not_removed(admin_client, start_worker):
+    """Cancel asks a running job to stop (it fails "cancelled"); remove refuses it."""
     key = f"t:{uuid.uuid4().hex[:8]}"
     start_worker(["cleanup"], concurrency=1)
     job = enqueue("t-sleep.cleanup", {"seconds": 3, "key": key})
     wait_for(lambda: runs(key) == 1)
     drain_archive()
     record = JobRecord.objects.get(job_id=job.id)
-    page = act(admin_client, "cancel_jobs", record)
-    assert "cannot be cancelled" in page and "worker holds it" in page
     page = act(admin_client, "remove_jobs", record)
     assert "is active" in page
-    assert get_job("cleanup", job.id).state == "active"
+    page = act(admin_client, "cancel_jobs", record)
+    assert "asked to stop" in page
+    wait_for(lambda: get_job("cleanup", job.id).state == "failed", message="the cancel")
+    assert get_job("cleanup", job.id).failed_reason == "cancelled"
 
 
 def test_retry_and_remove_go_through_the_registry(admin_client, worker):

@@ -98,8 +98,8 @@ def test_status_shows_counts_or_one_job(worker):
     table, _ = jobs("status")
     lines = table.splitlines()
     assert lines[0].split() == ["queue", "waiting", "delayed", "active", "completed", "failed",
-                                "paused"]  # fmt: skip
-    assert ["catalog", "1", "0", "0", "0", "0", "0"] in [line.split() for line in lines]
+                                "paused", "waiting-children"]  # fmt: skip
+    assert ["catalog", "1", "0", "0", "0", "0", "0", "0"] in [line.split() for line in lines]
     assert json.loads(jobs("status", "--json")[0])["email"]["completed"] == 1
 
     text, _ = jobs("status", job.id)

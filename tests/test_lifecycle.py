@@ -23,7 +23,7 @@ def test_it_keeps_each_job_in_exactly_one_state_and_counts_agree(start_worker):
     failing = enqueue("t-permanent.catalog", {})
     running = enqueue("t-sleep.catalog", {"seconds": 30, "key": k})
     assert queue.counts() == {"waiting": 3, "active": 0, "completed": 0, "failed": 0,
-                              "delayed": 1, "paused": 0}  # fmt: skip
+                              "delayed": 1, "paused": 0, "waiting-children": 0}  # fmt: skip
 
     start_worker(["catalog"], concurrency=1)
     wait_for(lambda: runs(k) == 1, message="the sleeping job to start")
@@ -40,6 +40,7 @@ def test_it_keeps_each_job_in_exactly_one_state_and_counts_agree(start_worker):
         "failed": 1,
         "delayed": 1,
         "paused": 0,
+        "waiting-children": 0,
     }
     for state, count in counts.items():
         listed = queue.get_jobs([state], 0, 99)

@@ -156,7 +156,7 @@ def test_schedule_recurring_installs_a_schedule_through_the_job_system(worker):
     listed = {s["key"]: s for s in list_schedules()}["nightly-ping"]
     assert (listed["pattern"], listed["timezone"]) == ("0 2 * * *", "Europe/Paris")
     assert (
-        datetime.fromisoformat(listed["next"])
+        datetime.fromtimestamp(listed["next"] / 1000, UTC)
         .astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
         .hour
         == 2

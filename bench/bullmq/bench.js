@@ -5,7 +5,10 @@
 //   drain    pre-fill N, one Worker (--concurrency), first processor call -> N-th completion
 //   latency  one idle Worker, jobs added one at a time              -> ms percentiles
 //   many     addBulk N with no worker, then getJobCounts() timing and Redis memory per job
+//   drain with --http-url URL: each job GETs URL (a local server answering in 20 ms) over a
+//            keep-alive agent: the I/O-bound drain of bench/io_wait.py
 // Prints one JSON object on stdout; progress and errors go to stderr.
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -60,8 +63,19 @@ async function usedMemory(redis) {
   return Number(/used_memory:(\d+)/.exec(info)[1]);
 }
 
+/** One GET of `url` over `agent`, the body read to its end. */
+function get(url, agent) {
+  return new Promise((resolve, reject) => {
+    http.get(url, { agent }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    }).on('error', reject);
+  });
+}
+
 /** Pre-fill n jobs, start a Worker, time first processor call -> n-th 'completed' event. */
-async function drain(queue, n, connection, concurrency, redis) {
+async function drain(queue, n, connection, concurrency, redis, httpUrl) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const before = await usedMemory(redis);
   await addBulk(queue, n);
   const bytesPerJob = ((await usedMemory(redis)) - before) / n;
@@ -70,12 +84,16 @@ async function drain(queue, n, connection, concurrency, redis) {
   const spawned = now();
   let worker;
   const end = await new Promise((resolve, reject) => {
-    worker = new Worker(queue.name, async () => { first ??= now(); }, { connection, concurrency });
+    const work = httpUrl
+      ? async () => { first ??= now(); await get(httpUrl, agent); }
+      : async () => { first ??= now(); };
+    worker = new Worker(queue.name, work, { connection, concurrency });
     worker.on('completed', () => { if (++done === n) resolve(now()); });
     worker.on('failed', (_job, err) => reject(err));
     worker.on('error', reject);
   });
   await worker.close();
+  agent.destroy();
   await expectCount(queue, 0);
   return {
     jobs_per_s: n / ((end - first) / 1000),
@@ -163,6 +181,7 @@ async function main() {
       concurrency: { type: 'string', default: '1' },
       calls: { type: 'string', default: '200' },
       queue: { type: 'string', default: 'bench' },
+      'http-url': { type: 'string', default: '' },
     },
   });
   const n = Number(args.n);
@@ -174,7 +193,7 @@ async function main() {
     switch (args.step) {
       case 'single': out = await single(queue, n); break;
       case 'bulk': out = await bulk(queue, n); break;
-      case 'drain': out = await drain(queue, n, connection, Number(args.concurrency), redis); break;
+      case 'drain': out = await drain(queue, n, connection, Number(args.concurrency), redis, args['http-url']); break;
       case 'latency':
         out = await latency(queue, n, connection, Number(args.concurrency), Number(args['spacing-ms']));
         break;

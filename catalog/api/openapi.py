@@ -99,7 +99,8 @@ def paths(api: Any) -> dict[str, Any]:
         "recent": _object({"completed": recent, "failed": recent, "active": recent}),
         "scheduled": {"type": "array", "items": _object({
             "key": {"type": "string"}, "pattern": {"type": "string"},
-            "next": NULLABLE_TEXT, "enabled": {"type": "boolean"}})},
+            "next": {"type": ["integer", "null"], "description": "epoch ms"},
+            "enabled": {"type": "boolean"}})},
     }))  # fmt: skip
     batch_id, report_id = _path_id("batchId"), _path_id("reportId")
     return {

@@ -16,7 +16,8 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["recipient", "subject", "provider_id", "job_id"]
     readonly_fields = ["channel", "recipient", "user", "template", "context", "subject", "body",
                        "html", "attachments", "state", "provider_id", "attempts", "last_error",
-                       "job_id", "send_after", "created_at", "updated_at", "sent_at"]  # fmt: skip
+                       "job_id", "send_after", "created_at", "updated_at", "sent_at",
+                       "handed_over_at"]  # fmt: skip
     fields = readonly_fields
 
     def has_add_permission(self, request):

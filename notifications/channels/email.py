@@ -62,10 +62,12 @@ def build(message) -> EmailMultiAlternatives:
     return email
 
 
-def send(message) -> str:
+def send(message, handover=None) -> str:
     """Send it; the provider id is the Message-ID (an API backend's own id when it gives one:
-    anymail sets `anymail_status.message_id`)."""
+    anymail sets `anymail_status.message_id`). `handover` (notifications/handover.py) is
+    driven by the SMTP backend around the end of the data; other backends ignore it."""
     email = build(message)
+    email.end_of_data_hook = handover
     try:
         email.send(fail_silently=False)
     except smtplib.SMTPRecipientsRefused as exc:

@@ -12,8 +12,9 @@ __all__ = ["DomainSendCount", "InboxItem", "Message"]
 class Message(models.Model):
     """One message to one recipient over one channel, and how delivering it went.
 
-    The delivery job locks the row and sends only while it is `queued`; the state change
-    and the provider id are written in the same transaction, so a rerun never sends twice.
+    The delivery job sends only while it is `queued`, and a rerun never sends twice: an
+    in-app or SMS row is locked for the send and its state written in that transaction; an
+    email is marked `handed_over_at` before the SMTP end-of-data (notifications/handover.py).
     """
 
     QUEUED, SENT, FAILED, SUPPRESSED = "queued", "sent", "failed", "suppressed"
@@ -43,6 +44,9 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    #: An email whose body the SMTP server has and whose end-of-data was being written: set
+    #: and committed just before that write, so a rerun after a crash never sends it again.
+    handed_over_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -18,6 +18,7 @@ from django.http.multipartparser import MultiPartParserError
 from pydantic import ValidationError
 
 from tasks import (
+    InvalidFlow,
     InvalidJobData,
     InvalidJobOptions,
     InvalidJobState,
@@ -76,6 +77,8 @@ def error_for(exc: Exception) -> ApiError | None:
     if isinstance(exc, InvalidJobOptions):
         fields = [{**e, "field": f"options.{e['field']}"} for e in exc.errors]
         return ApiError(422, "invalid_job_options", str(exc), fields=fields)
+    if isinstance(exc, InvalidFlow):
+        return ApiError(422, "invalid_flow", str(exc), fields=exc.errors)
     if isinstance(exc, UnknownQueue):
         return ApiError(404, "queue_not_found", str(exc), known=list(settings.JOBYARD_QUEUES))
     if isinstance(exc, InvalidJobState):

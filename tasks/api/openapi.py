@@ -26,12 +26,13 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from tasks import job_types
 from tasks.api import schemas as s
 from tasks.api.base import READ, WRITE, api_view
-from tasks.api.views import CleanRequest
+from tasks.api.flows import FlowRequest
+from tasks.api.views import CleanRequest, RecoverRequest
 from tasks.options import ID_PATTERN, JobOptions
 from tasks.states import EVENTS
 
 #: The request bodies that are models of their own (job types add theirs).
-REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest)
+REQUESTS: tuple[type[BaseModel], ...] = (JobOptions, CleanRequest, RecoverRequest, FlowRequest)
 
 #: The apps' own paths (`tasks.api_paths`), each built with the document.
 _APP_PATHS: list[Callable[[Any], dict[str, Any]]] = []
@@ -238,15 +239,63 @@ class _Operations:
                                "(in settings order) unless `queue` says which"),
                         _query("queue", {"type": "string",
                                          "enum": list(settings.JOBYARD_QUEUES)})])},
+            "/api/admin/jobs/{queue}": {**queue, "get": op(
+                "adminQueue", "A queue: counts, recent jobs, schedules (the health "
+                "platform's path; the same as GET /api/v1/queues/{queue})", s.QueueDetail,
+                "the queue", errors=(404,))},
+            "/api/jobs/metrics": {"get": op(
+                "jobsMetrics", "Every queue's counts per state (the pricing engine's path)",
+                s.QueueCountsByName, "counts by queue name")},
+            "/api/v1/jobs/{queue}/stats": {**queue, "get": op(
+                "jobQueueStats", "Counts per state (the API boilerplate's path; the same as "
+                "GET /api/v1/queues/{queue}/stats)", s.Counts, "counts", errors=(404,),
+                description="A job whose id is `stats` is read with GET "
+                "/api/admin/jobs/status?jobId=stats&queue=...")},
             "/api/v1/jobs/{queue}/{jobId}": {
                 **job_params,
-                "get": op("getJob", "One job", s.Job, "the job", errors=(404,)),
+                "get": op("getJob", "One job, with its parent and children in a flow",
+                          s.JobDetail, "the job", errors=(404,)),
                 "delete": op("removeJob", "Remove a job (any state but active)", s.JobRemoved,
                              "done", errors=(404, 409), scope=WRITE),
             },
+            "/api/v1/flows": {"post": op(
+                "createFlow", "Enqueue a flow: a parent that runs once its children completed",
+                s.FlowCreated, "the flow's jobs as created: {created, flow}", status=202,
+                scope=WRITE, errors=(409, 413, 415, 422), body=self.body(FlowRequest, True),
+                more={"200": self.content(s.FlowExisting, "the root's jobId already existed: "
+                                          "that job, nothing created")},
+                description="The body is a tree: `{name, data, queue?, opts?, children: [...]}`, "
+                "children in any queues, nested. It is written all at once or not at all. A "
+                "parent waits in `waiting-children` until every child completed; a child's "
+                "final failure fails it, naming the child, unless the child's opts say "
+                "`ignoreDependencyOnFailure` (or `failParentOnFailure: false`). 422 names each "
+                "bad field by its path (`children[2].opts.attempts`); 409 when a job id other "
+                "than the root's exists. See docs/flows.md.")},
             "/api/v1/jobs/{queue}/{jobId}/retry": {**job_params, "post": op(
                 "retryJob", "Retry a failed job with a fresh attempt budget", s.Job, "the job",
                 errors=(404, 409), scope=WRITE)},
+            "/api/v1/jobs/{queue}/{jobId}/logs": {**job_params, "get": op(
+                "getJobLogs", "A page of the job's log lines (job.log), oldest first", s.JobLogs,
+                "the lines and how many the job holds", errors=(404, 422),
+                params=[_query("start", {"type": "integer", "minimum": 0, "default": 0}),
+                        _query("end", {"type": "integer", "minimum": -1, "default": -1},
+                               "inclusive; -1 is the last line; a page holds 1,000 at most")])},
+            "/api/v1/jobs/{queue}/{jobId}/cancel": {**job_params, "post": op(
+                "cancelJob", "Cancel a job: remove it if it has not started, stop it if it runs",
+                s.JobCancelled, "removed: it had not started (waiting, paused or delayed)",
+                errors=(404, 409), scope=WRITE, body=_EMPTY_BODY,
+                more={"202": self.content(s.JobCancelled, "cancelling: the running job was "
+                                          "asked to stop")},
+                description="A running job sees `job.cancelled` and JobCancelled at its next "
+                "progress or log call; a job still running after the grace period "
+                "(JOBYARD_CANCEL_GRACE_MS, 5 s) has its process killed (prefork pool). It "
+                "then fails with failedReason \"cancelled\" and is not retried. 409 when the "
+                "job has finished.")},
+            "/api/v1/jobs/{queue}/{jobId}/promote": {**job_params, "post": op(
+                "promoteJob", "Run a delayed job now", s.Job, "the job, now waiting",
+                errors=(404, 409), scope=WRITE, body=_EMPTY_BODY,
+                description="A delayed job (a delay or a retry back-off) becomes waiting and "
+                "is sent to the workers at once. 409 when it is not delayed.")},
             "/api/v1/queues": {"get": op(
                 "listQueues", "Every queue's metrics", s.QueueList, "metrics by queue name")},
             "/api/v1/queues/{queue}": {**queue, "get": op(
@@ -276,7 +325,13 @@ class _Operations:
                 body=self.body(CleanRequest, False), errors=(400, 404, 413, 415, 422),
                 scope=WRITE,
                 description="Removes up to `limit` jobs in `state` that are older than `grace` "
-                "ms (finishing time for completed/failed). Active jobs are never cleaned.")},
+                "ms (finishing time for completed/failed). Active jobs are never cleaned: "
+                "`state: active` is a 422 pointing at recover-stalled.")},
+            "/api/v1/queues/{queue}/recover-stalled": {**queue, "post": op(
+                "recoverStalled", "Fix stuck active jobs: those whose worker's lock expired "
+                "are sent again (or failed with `action: fail`); live ones are left alone",
+                s.QueueRecovered, "done", body=self.body(RecoverRequest, False),
+                errors=(400, 404, 413, 415, 422), scope=WRITE)},
             "/api/v1/workers": {"get": op("listWorkers", "Live workers", s.WorkerList,
                                           "workers")},
             "/api/v1/job-types": {"get": op(
@@ -293,6 +348,12 @@ class _Operations:
                         {"name": "Last-Event-ID", "in": "header", "required": False,
                          "description": "resume after this event (the `id` of the last one seen)",
                          "schema": {"type": "string"}}])},
+            "/metrics": {"get": op(
+                "metrics", "Prometheus metrics: queues, job counters and timings, workers, "
+                "recorder, beat, Redis memory", {"type": "string"},
+                "Prometheus text format 0.0.4", media="text/plain",
+                description="Read from the registry at each scrape (docs/operations.md, "
+                "\"Metrics\"). With METRICS_AUTH=none it answers without credentials.")},
             "/api/v1/openapi.json": {"get": op(
                 "openapi", "This document", {"type": "object"}, "OpenAPI 3.1")},
             "/api/v1/docs": {"get": op(

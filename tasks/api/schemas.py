@@ -126,12 +126,62 @@ class Job(ApiModel):
     timestamps: JobTimestamps
 
 
+# --- flows (tasks.flows) -------------------------------------------------------------------
+
+
+class JobRef(ApiModel):
+    """Another job of the flow: `name` and `state` are null once the registry forgot it
+    (retention, removal)."""
+
+    queue: str
+    id: str
+    name: str | None
+    state: str | None
+
+
+class FlowChild(JobRef):
+    dependency: Literal["pending", "processed", "failed"] = Field(
+        description="pending: the parent waits for it; processed: it completed and its value "
+        "is kept with the parent; failed: it failed for good (ignored, or it failed the parent)"
+    )
+
+
+class JobDetail(Job):
+    """One job, with its place in a flow."""
+
+    parent: JobRef | None = Field(description="a flow's child: its parent")
+    children: list[FlowChild] = Field(description="a flow's parent: its children")
+
+
+class FlowNode(ApiModel):
+    id: str
+    queue: str
+    name: str
+    state: State
+    children: list[FlowNode]
+
+
+class FlowCreated(ApiModel):
+    """A new flow (202): every job as created, the root first."""
+
+    created: Literal[True]
+    flow: FlowNode
+
+
+class FlowExisting(ApiModel):
+    """The root's `opts.jobId` names a job that exists (200): that job; nothing was created."""
+
+    created: Literal[False]
+    job: Job
+
+
 #: Jobs per state, one field per state of tasks.states.
 Counts = create_model(
     "Counts",
     __base__=ApiModel,
     __doc__="Jobs per state.",
-    **{state: (int, Field(ge=0)) for state in STATES},  # type: ignore[call-overload]
+    # `waiting-children` is no identifier: its field is waiting_children, sent as the state.
+    **{state.replace("-", "_"): (int, Field(ge=0, alias=state)) for state in STATES},  # type: ignore[call-overload]
 )
 
 
@@ -166,6 +216,25 @@ class JobRemoved(ApiModel):
     removed: bool
 
 
+class JobLogs(ApiModel):
+    """A page of a job's log lines (as BullMQ's getJobLogs)."""
+
+    logs: list[str] = Field(description="the lines start..end, oldest first")
+    count: int = Field(ge=0, description="how many lines the job holds")
+
+
+class JobCancelled(ApiModel):
+    job_id: str
+    queue: str
+    cancelled: Literal["removed", "cancelling"] = Field(
+        description="removed: it had not started; cancelling: it runs and was asked to stop"
+    )
+    cancel_requested_at: int | None = Field(
+        description="cancelling: when the cancel was asked (ms, the registry's clock)"
+    )
+    job: Job | None = Field(description="cancelling: the running job")
+
+
 class JobPage(ApiModel):
     queue: str
     states: list[State]
@@ -198,6 +267,10 @@ class QueueMetrics(ApiModel):
     failed_per_minute: float
     processed_per_minute: float
     failure_rate: float = Field(description="failed / finished, last hour")
+    retried_per_minute: float = Field(description="failed attempts retried, trailing 60 s")
+    attempt_failure_rate: float = Field(
+        description="(failed + retried) / (completed + failed + retried) attempts, last hour"
+    )
     processing_ms: Timing
     waiting_ms: Timing
     workers: int
@@ -215,9 +288,9 @@ class Schedule(ApiModel):
     queue: str | None
     pattern: str = Field(description="cron fields or interval")
     timezone: str | None
-    next: str | None = Field(json_schema_extra={"format": "date-time"})
+    next: int | None = Field(description="epoch ms of the next run; null when none")
     enabled: bool
-    last_run_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    last_run_at: int | None = Field(description="epoch ms")
     last_job_id: str = Field(description="empty until it ran")
     last_error: str = Field(
         description="empty unless its last run failed to enqueue or the schedule is broken"
@@ -259,6 +332,19 @@ class QueueCleaned(ApiModel):
     state: Literal[CLEANABLE]  # type: ignore[valid-type]
     removed: int
     job_ids: list[str]
+
+
+class QueueRecovered(ApiModel):
+    queue: str
+    action: Literal["requeue", "fail"]
+    recovered: int
+    job_ids: list[str]
+
+
+class QueueCountsByName(ApiModel):
+    """The pricing engine's `GET /api/jobs/metrics`."""
+
+    metrics: dict[str, Counts]  # type: ignore[valid-type]
 
 
 # --- workers and job types ----------------------------------------------------------------
@@ -309,7 +395,7 @@ class JobEvent(ApiModel):
     failed_reason: str = optional("failed, retrying")
     delay_until: int = optional("delayed, retrying: due time in ms")
     delay: int = optional("retrying at once")
-    reason: str = optional("delayed by the rate limit")
+    reason: str = optional('delayed by the rate limit; removed: "cancelled" for a cancel')
     stalled_count: int = optional("stalled")
 
 
@@ -340,7 +426,8 @@ class StreamMessage(ApiModel):
 
 #: Every model a response (or a stream's data) is written through, for tasks.api.openapi.
 RESPONSES: tuple[type[BaseModel], ...] = (
-    Error, Job, Status, TriggerCreated, TriggerExisting, JobRemoved, JobPage, QueueList,
-    QueueDetail, Counts, QueuePaused, QueueResumed, QueueRetried, QueueCleaned, WorkerList,
+    Error, Job, JobDetail, FlowCreated, FlowExisting, Status, TriggerCreated, TriggerExisting,
+    JobRemoved, JobLogs, JobCancelled, JobPage, QueueList, QueueDetail, Counts, QueuePaused,
+    QueueResumed, QueueRetried, QueueCleaned, QueueRecovered, QueueCountsByName, WorkerList,
     JobTypeList, JobEvent, StreamEnd, ErrorDetail, StreamMessage,
 )  # fmt: skip

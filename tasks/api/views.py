@@ -30,9 +30,11 @@ from tasks.api import schemas
 from tasks.api.base import READ, WRITE, api_view, parse_model, query_int, read_json, valid_id
 from tasks.api.errors import ApiError, not_found
 from tasks.api.schemas import respond
+from tasks.control import cancel_job
+from tasks.flows import flow_of
 from tasks.options import parse_options
 from tasks.scheduling.service import list_schedules
-from tasks.states import CLEANABLE, STATES
+from tasks.states import ACTIVE_NOT_CLEANABLE, CLEANABLE, STATES
 
 #: How many jobs `recentJobs` (status) and each list of a queue's `recent` hold.
 RECENT_JOBS = 20
@@ -174,7 +176,7 @@ def job_detail(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     if request.method == "DELETE":
         job.remove()  # InvalidJobState for an active job: 409
         return respond(schemas.JobRemoved, {"jobId": job_id, "queue": queue, "removed": True})
-    return respond(schemas.Job, job.to_dict())
+    return respond(schemas.JobDetail, {**job.to_dict(), **flow_of(job)})
 
 
 @api_view({"POST": WRITE})
@@ -182,6 +184,50 @@ def job_retry(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
     """Send a failed job again with a fresh attempt budget; 409 when it is not failed."""
     job = _job_or_404(queue, job_id)
     job.retry()
+    return respond(schemas.Job, job.to_dict())
+
+
+# --- one job: logs, cancel, promote (issue 14) ----------------------------------------------
+
+
+@api_view({"GET": READ})
+def job_logs(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
+    """A page of the job's log lines, oldest first: `?start=0&end=-1` (inclusive; -1 the
+    last), at most LOGS_PAGE_MAX lines; `count` is how many the job holds."""
+    job = _job_or_404(queue, job_id)
+    start = query_int(request, "start", 0, 0, 10**9)
+    end = query_int(request, "end", -1, -1, 10**9)
+    if end != -1 and end < start:
+        message = "must be -1 (the last line) or at least start"
+        raise ApiError(422, "invalid_request", f"end: {message}",
+                       fields=[{"field": "end", "message": message}])  # fmt: skip
+    lines, count = job.get_logs(start, end)
+    return respond(schemas.JobLogs, {"logs": lines, "count": count})
+
+
+@api_view({"POST": WRITE})
+def job_cancel(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
+    """Cancel a job: removed when it had not started (200, `cancelled: "removed"`), asked
+    to stop when it runs (202, `cancelled: "cancelling"`; it fails "cancelled" within the
+    grace period); 409 when it has finished."""
+    job = _job_or_404(queue, job_id)
+    found = cancel_job(queue, job.id)  # InvalidJobState (finished): 409
+    if found is None:
+        raise not_found("job", f"no job {job_id!r} in queue {queue!r}")
+    if found.state is None:
+        reply = {"jobId": job_id, "queue": queue, "cancelled": "removed",
+                 "cancelRequestedAt": None, "job": None}  # fmt: skip
+        return respond(schemas.JobCancelled, reply)
+    reply = {"jobId": job_id, "queue": queue, "cancelled": "cancelling",
+             "cancelRequestedAt": found.cancel_requested_at, "job": found.to_dict()}  # fmt: skip
+    return respond(schemas.JobCancelled, reply, 202)
+
+
+@api_view({"POST": WRITE})
+def job_promote(request: HttpRequest, queue: str, job_id: str) -> HttpResponse:
+    """Run a delayed job now (it becomes waiting); 409 when it is not delayed."""
+    job = _job_or_404(queue, job_id)
+    job.promote()
     return respond(schemas.Job, job.to_dict())
 
 
@@ -215,6 +261,13 @@ def queue_detail(request: HttpRequest, queue: str) -> HttpResponse:
 @api_view({"GET": READ})
 def queue_stats(request: HttpRequest, queue: str) -> HttpResponse:
     return respond(schemas.Counts, Queue(queue).counts())
+
+
+@api_view({"GET": READ})
+def jobs_metrics(request: HttpRequest) -> HttpResponse:
+    """The pricing engine's `GET /api/jobs/metrics`: every queue's counts per state."""
+    counts = {name: Queue(name).counts() for name in settings.JOBYARD_QUEUES}
+    return respond(schemas.QueueCountsByName, {"metrics": counts})
 
 
 @api_view({"GET": READ})
@@ -268,10 +321,34 @@ class CleanRequest(BaseModel):
 def queue_clean(request: HttpRequest, queue: str) -> HttpResponse:
     """Remove up to `limit` jobs in `state` older than `grace` ms (body optional)."""
     q = Queue(queue)
-    clean = parse_model(CleanRequest, read_json(request, required=False))
+    body = read_json(request, required=False)
+    if isinstance(body, dict) and body.get("state") == "active":
+        # The seeds' manual fix for stuck jobs; say what does it safely.
+        message = ACTIVE_NOT_CLEANABLE.replace("{queue}", queue)
+        raise ApiError(422, "invalid_request", f"state: {message}",
+                       fields=[{"field": "state", "message": message}])  # fmt: skip
+    clean = parse_model(CleanRequest, body)
     removed = q.clean(clean.grace, clean.limit, clean.state)
     return respond(schemas.QueueCleaned, {"queue": queue, "state": clean.state,
                                           "removed": len(removed), "jobIds": removed})  # fmt: skip
+
+
+class RecoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    action: Literal["requeue", "fail"] = Field(
+        default="requeue", description="send the stuck jobs again, or fail them (no retry)"
+    )
+
+
+@api_view({"POST": WRITE})
+def queue_recover_stalled(request: HttpRequest, queue: str) -> HttpResponse:
+    """Active jobs whose worker's lock expired: sent again now (or failed); live ones kept."""
+    q = Queue(queue)
+    recover = parse_model(RecoverRequest, read_json(request, required=False))
+    ids = q.recover_stalled(fail=recover.action == "fail")
+    return respond(schemas.QueueRecovered, {"queue": queue, "action": recover.action,
+                                            "recovered": len(ids), "jobIds": ids})  # fmt: skip
 
 
 # --- workers and job types ----------------------------------------------------------------

@@ -9,13 +9,17 @@
 local p, q, id, token, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delay, reason, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
 local k = jkey(p, q, id)
-local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince')
+local f = redis.call('HMGET', k, 'token', 'state', 'handedBackSince', 'name', 'cancelRequested')
 if f[1] ~= token or f[2] ~= 'active' then return 0 end
 local now = now_ms()
 redis.call('ZREM', skey(p, q, 'active'), id)
 redis.call('DEL', qkey(p, q, 'lock', id))
 redis.call('HDEL', k, 'token', 'worker', 'processedOn', 'resent', 'resentDue')
 redis.call('HINCRBY', k, 'attemptsStarted', -1)  -- it never started
+if f[5] then  -- cancelled meanwhile: it is not sent again
+  fail_cancelled(p, q, id, k, now, maxlen, tonumber(ARGV[9]), tonumber(ARGV[10]), f[4])
+  return 'failed'
+end
 if grace > 0 then
   local since = tonumber(f[3])
   if not since then
@@ -25,8 +29,9 @@ if grace > 0 then
   if now - since > grace then
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
-    count_minute(p, q, now, 'failed', 1)
+    count_outcome(p, q, now, 'failed', f[4])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+    failed_for_good(p, q, id, reason, now, maxlen)
     trim(p, q, 'failed', id, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
     return 'failed'
   end

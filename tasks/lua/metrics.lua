@@ -2,7 +2,7 @@
 -- once). ARGV: prefix, current minute, window in minutes, queue...
 -- Per queue: {wait, active, completed, failed, delayed, paused flag,
 --             "c,c,..." completed per minute, "f,..." failed, "r,..." retried (oldest first),
---             {mean, p95, n} processing ms, {mean, p95, n} waiting ms}
+--             {mean, p95, n} processing ms, {mean, p95, n} waiting ms, waiting-children}
 local p, minute, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
 local function summary(key)
@@ -34,6 +34,7 @@ for i = 4, #ARGV do
     redis.call('ZCARD', skey(p, q, 'delayed')), redis.call('EXISTS', skey(p, q, 'paused')),
     table.concat(c, ','), table.concat(f, ','), table.concat(r, ','),
     summary(qkey(p, q, 'durations')), summary(qkey(p, q, 'waits')),
+    redis.call('ZCARD', skey(p, q, 'waiting-children')),
   }
 end
 return out

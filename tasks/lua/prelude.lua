@@ -20,6 +20,27 @@ end
 local function jkey(p, q, id) return qkey(p, q, 'job', id) end
 local function skey(p, q, name) return qkey(p, q, name) end
 
+-- Flows (tasks/lua/flows.lua, sent after this prelude): a child that finished for good
+-- tells its parent. Declared here so that the prelude's ends of a job can call them.
+local child_completed, failed_for_good
+
+-- Job `id`'s hash, its log lines and the keys it owns as a flow's parent (keys.PARENT_KEYS),
+-- appended to `into`: one DEL removes them all.
+local function job_keys(p, q, id, into)
+  into[#into + 1] = jkey(p, q, id)
+  into[#into + 1] = qkey(p, q, 'logs', id)
+  into[#into + 1] = qkey(p, q, 'deps', id)
+  into[#into + 1] = qkey(p, q, 'processed', id)
+  into[#into + 1] = qkey(p, q, 'child_failures', id)
+  return into
+end
+
+-- Delete job `id`'s own keys (its hash, the keys it owns as a parent, its log lines): every
+-- path that deletes a job goes through here or job_keys, so nothing of a job outlives it.
+local function drop_job(p, q, id)
+  redis.call('DEL', unpack(job_keys(p, q, id, {})))
+end
+
 local function emit(p, q, maxlen, event, id, ...)
   redis.call('XADD', qkey(p, q, 'events'), 'MAXLEN', '~', maxlen, '*',
              'event', event, 'jobId', id, ...)
@@ -42,14 +63,18 @@ end
 -- mostly empty copy of everything (850 bytes). A token never starts with `{`, which every
 -- kombu message does. With LEAN_MESSAGES off (a rolling deploy from a release that reads only
 -- full messages), the full message is written as before.
+-- A job enqueued with `lifo` goes to the consuming end of its list (kombu's consumers pop
+-- from the right, take.lua too): it is the next of its priority to be taken.
 local function publish(p, q, id)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg')
+  local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg', 'lifo')
   local step = tonumber(f[2]) or 0
   local list = q
   if step > 0 then list = q .. BROKER_SEP .. step end
+  local push = 'LPUSH'
+  if f[5] then push = 'RPUSH' end
   if LEAN_MESSAGES then
-    redis.call('LPUSH', list, q .. '/' .. id)
+    redis.call(push, list, q .. '/' .. id)
     ring(p, q)
     return
   end
@@ -59,11 +84,11 @@ local function publish(p, q, id)
     -- delivery tag (a worker may still hold the earlier copy's). kombu's json writes the
     -- tag last in the message, and a quote inside a value is escaped: one match.
     local msg = string.gsub(f[4], '"delivery_tag": "[^"]*"}}$', '"delivery_tag": "' .. tag .. '"}}')
-    redis.call('LPUSH', list, msg)
+    redis.call(push, list, msg)
     ring(p, q)
     return
   end
-  redis.call('LPUSH', list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
+  redis.call(push, list, '{"body": "' .. BODY .. '", "content-encoding": "utf-8", ' ..
     '"content-type": "application/json", "headers": {"lang": "py", "task": "' .. f[1] ..
     '", "id": "' .. id .. '", "shadow": null, "eta": null, "expires": null, "group": null, ' ..
     '"group_index": null, "retries": 0, "timelimit": ' .. (f[3] or '[null, null]') ..
@@ -100,7 +125,7 @@ local function trim(p, q, state, id, keep, age, now)
   local set = skey(p, q, state)
   if keep == 0 then
     redis.call('ZREM', set, id)
-    redis.call('DEL', jkey(p, q, id))
+    drop_job(p, q, id)
     return
   end
   local doomed = {}
@@ -108,7 +133,7 @@ local function trim(p, q, state, id, keep, age, now)
     local old = redis.call('ZRANGEBYSCORE', set, '-inf', now - age, 'LIMIT', 0, 1000)
     if #old > 0 then
       redis.call('ZREM', set, unpack(old))
-      for _, old_id in ipairs(old) do doomed[#doomed + 1] = jkey(p, q, old_id) end
+      for _, old_id in ipairs(old) do job_keys(p, q, old_id, doomed) end
     end
   end
   if keep >= 0 then
@@ -116,7 +141,7 @@ local function trim(p, q, state, id, keep, age, now)
     if excess > 0 then
       -- The oldest first: ZPOPMIN returns id, score pairs.
       local popped = redis.call('ZPOPMIN', set, math.min(excess, 1000))
-      for i = 1, #popped, 2 do doomed[#doomed + 1] = jkey(p, q, popped[i]) end
+      for i = 1, #popped, 2 do job_keys(p, q, popped[i], doomed) end
     end
   end
   if #doomed > 0 then redis.call('DEL', unpack(doomed)) end
@@ -130,17 +155,59 @@ local function count_minute(p, q, now, field, amount)
   end
 end
 
+-- Monotonic totals for Prometheus (tasks/prometheus.py): per queue and job type, never
+-- expired or trimmed, so a scrape after a restart sees the same totals (a counter).
+local function count_total(p, q, counter, name)
+  redis.call('HINCRBY', qkey(p, q, 'total', counter), name or '', 1)
+end
+
+-- A job finished or left the queue for good in `field` ('completed' or 'failed'): the
+-- minute's counter and the total, one home for both.
+local function count_outcome(p, q, now, field, name)
+  count_minute(p, q, now, field, 1)
+  count_total(p, q, field, name)
+end
+
+-- One timing (ms) into its histogram: the bucket it falls in (non-cumulative; /metrics
+-- sums them up), and the sum. The count is the buckets' sum.
+local function observe(p, q, timing, name, ms)
+  local k = qkey(p, q, 'hist', timing)
+  local bucket = '+Inf'
+  for _, bound in ipairs(HISTOGRAM_BUCKETS_MS) do
+    if ms <= bound then bucket = tostring(bound); break end
+  end
+  name = name or ''
+  redis.call('HINCRBY', k, name .. '\t' .. bucket, 1)
+  redis.call('HINCRBY', k, name .. '\tsum', ms)
+end
+
 local function sample(p, q, name, value)
   local k = qkey(p, q, name)
   redis.call('LPUSH', k, value)
   redis.call('LTRIM', k, 0, 999)
 end
 
--- End the running attempt held by `token`: returns the job key, now and attempts made, or
--- nil when the token no longer holds the job (it was found stalled and handed on).
+-- The reason a cancelled job (cancel.lua set `cancelRequested`) fails with, however its
+-- attempt ends: raised JobCancelled, returned, killed, stalled or handed back.
+local CANCELLED = 'cancelled'
+
+-- A cancelled job ends here: failed with reason CANCELLED, no retry (cancel.lua).
+local function fail_cancelled(p, q, id, k, now, maxlen, keep, age, name)
+  redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', CANCELLED)
+  redis.call('ZADD', skey(p, q, 'failed'), now, id)
+  count_outcome(p, q, now, 'failed', name)
+  emit(p, q, maxlen, 'failed', id, 'failedReason', CANCELLED)
+  failed_for_good(p, q, id, CANCELLED, now, maxlen)
+  trim(p, q, 'failed', id, keep, age, now)
+end
+
+-- End the running attempt held by `token`: returns the job key, now, attempts made, the job
+-- type's name and
+-- whether the job was cancelled meanwhile, or nil when the token no longer holds the job
+-- (it was found stalled and handed on).
 local function end_attempt(p, q, id, token)
   local k = jkey(p, q, id)
-  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn')
+  local f = redis.call('HMGET', k, 'token', 'state', 'processedOn', 'name', 'cancelRequested')
   if f[1] ~= token or f[2] ~= 'active' then return nil end
   local now = now_ms()
   local took = now - tonumber(f[3])
@@ -149,7 +216,8 @@ local function end_attempt(p, q, id, token)
   redis.call('HDEL', k, 'token', 'resent', 'resentDue', 'handedBackSince')
   count_minute(p, q, now, 'ms', took)
   sample(p, q, 'durations', took)
-  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1)
+  observe(p, q, 'processing', f[4], took)
+  return k, now, redis.call('HINCRBY', k, 'attemptsMade', 1), f[4], f[5] ~= false
 end
 
 -- Take job `id` for an attempt if it is still waiting and allowed to start. Shared by
@@ -180,6 +248,7 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
       local due = tonumber(oldest[2]) + rate_ms
       redis.call('ZREM', skey(p, q, 'wait'), id)
       make_delayed(p, q, id, due, maxlen, 'delayed', 'reason', 'rate limit')
+      count_total(p, q, 'rate_limited', f[2])
       return {'limited', due}
     end
     redis.call('ZADD', log, now, token)
@@ -195,35 +264,49 @@ local function claim_job(p, q, id, worker, token, lock_ms, maxlen, rate_max, rat
                    ') and stalls allowed (' .. max_stalled .. ') permit'
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', now, 'failedReason', reason)
     redis.call('ZADD', skey(p, q, 'failed'), now, id)
-    count_minute(p, q, now, 'failed', 1)
+    count_outcome(p, q, now, 'failed', f[2])
     emit(p, q, maxlen, 'failed', id, 'failedReason', reason)
+    failed_for_good(p, q, id, reason, now, maxlen)
     return {'exhausted'}
   end
   redis.call('ZADD', skey(p, q, 'active'), now, id)
   redis.call('HSET', k, 'state', 'active', 'processedOn', now, 'worker', worker, 'token', token)
   redis.call('SET', qkey(p, q, 'lock', id), token, 'PX', lock_ms)
-  sample(p, q, 'waits', now - tonumber(f[8] or f[7]))
+  local waited = now - tonumber(f[8] or f[7])
+  sample(p, q, 'waits', waited)
+  observe(p, q, 'waiting', f[2], waited)
   emit(p, q, maxlen, 'active', id, 'worker', worker)
   return {'ok', f[2], f[3], f[4], f[5], f[6], f[7]}
 end
 
 -- An attempt succeeded: complete.lua, or take.lua carrying the last job of a solo worker.
--- Returns 1, or 0 when `token` no longer holds the job (it was found stalled).
+-- Returns 1, 0 when `token` no longer holds the job (it was found stalled), or 2 when the
+-- job was cancelled while it ran: it fails CANCELLED and its value is dropped (a pool that
+-- cannot end a running job, -P solo or threads, ends its cancelled jobs this way). Failed
+-- retention is not applied here (this script knows the completed one): the next failure
+-- of the queue trims.
 local function complete_job(p, q, id, token, returnvalue, keep, age, maxlen)
-  local k, now = end_attempt(p, q, id, token)
+  local k, now, _, name, cancelled = end_attempt(p, q, id, token)
   if not k then return 0 end
+  if cancelled then
+    fail_cancelled(p, q, id, k, now, maxlen, -1, 0, name)
+    return 2
+  end
   redis.call('HSET', k, 'state', 'completed', 'finishedOn', now, 'returnvalue', returnvalue)
   redis.call('ZADD', skey(p, q, 'completed'), now, id)
-  count_minute(p, q, now, 'completed', 1)
+  count_outcome(p, q, now, 'completed', name)
   emit(p, q, maxlen, 'completed', id, 'returnvalue', returnvalue)
   -- A job enqueued the registry's way stores no Celery result (its message says
   -- ignore_result): tell a Celery client waiting on AsyncResult(id).get() through the
   -- result backend's channel. A job sent the Celery way has its result stored by Celery.
-  if redis.call('HEXISTS', k, 'msg') == 0 then
+  local f = redis.call('HMGET', k, 'msg', 'parent')
+  if not f[1] then
     redis.call('PUBLISH', RESULT_CHANNEL .. id, '{"status": "SUCCESS", "result": ' ..
                returnvalue .. ', "traceback": null, "children": [], "date_done": null, ' ..
                '"task_id": "' .. id .. '"}')
   end
+  -- A flow's child: its value goes to the parent's side before retention may delete it.
+  if f[2] then child_completed(p, f[2], q .. '/' .. id, returnvalue, now, maxlen) end
   trim(p, q, 'completed', id, keep, age, now)
   return 1
 end

@@ -14,7 +14,8 @@ for i = 4, #ARGV do
     local set = STATE_SET[state]
     redis.call('ZREM', skey(p, q, set), id)
     redis.call('LREM', skey(p, q, 'parked'), 0, id)
-    redis.call('DEL', k)
+    child_removed(p, q, id, maxlen)
+    drop_job(p, q, id)
     emit(p, q, maxlen, 'removed', id)
     out[#out + 1] = 1
   end

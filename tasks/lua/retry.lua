@@ -14,8 +14,8 @@ for _, id in ipairs(ids) do
   if redis.call('HGET', k, 'state') == 'failed' then
     redis.call('ZREM', skey(p, q, 'failed'), id)
     redis.call('HSET', k, 'attemptsMade', 0, 'stalledCount', 0, 'attemptsStarted', 0)
-    redis.call('HDEL', k, 'finishedOn', 'delayUntil')
-    make_waiting(p, q, id, now, maxlen)
+    redis.call('HDEL', k, 'finishedOn', 'delayUntil', 'cancelRequested')
+    if not flow_retried(p, q, id, now, maxlen) then make_waiting(p, q, id, now, maxlen) end
     done[#done + 1] = id
   end
 end

@@ -36,6 +36,11 @@ def release_lease(owner: str) -> None:
     scripts.release_lease("beat", owner)
 
 
+def current_leader() -> str | None:
+    """The beat holding the leader lease now (its owner name), or None: no beat fires."""
+    return scripts.lease_holder("beat")
+
+
 class JobyardScheduler(Scheduler):
     def __init__(self, *args, **kwargs) -> None:
         # host:pid, told apart from an earlier beat that had the same pid.

@@ -125,6 +125,37 @@ def _step(task: Any, now: datetime) -> datetime | None:
     return first_due_after(task, pattern, now)
 
 
+def lateness(now: datetime | None = None) -> dict[str, float]:
+    """Per enabled schedule (its key), seconds since its latest due run that has not fired
+    yet; 0 when it is up to date. What `_step` would fire now is late: a beat that is
+    down, or stuck, shows here (/metrics: jobyard_schedule_lateness_seconds). Schedules
+    without a readable pattern, edited since the beat last looked, or not started are 0."""
+    from django_celery_beat.models import PeriodicTask
+
+    now = now or timezone.now()
+    found: dict[str, float] = {}
+    rows = PeriodicTask.objects.filter(enabled=True).select_related(
+        "crontab", "interval", "clocked", "jobyard"
+    )
+    for task in rows:
+        found[task.name] = 0.0
+        extra = getattr(task, "jobyard", None)
+        if extra is None or extra.last_tick is None:
+            continue
+        try:
+            pattern = plan_for(task)
+            if extra.fingerprint != fingerprint(task, pattern, None):
+                continue
+            due = pattern.latest_at_or_before(now)
+        except Exception:  # a broken row is reported by the beat (last_error), not here
+            continue
+        if due is None or (task.start_time is not None and due < task.start_time):
+            continue
+        if due > extra.last_tick:
+            found[task.name] = max((now - due).total_seconds(), 0.0)
+    return found
+
+
 def _fire(task: Any, extra: Any, due: datetime, now: datetime) -> None:
     from django_celery_beat.models import PeriodicTask
 

@@ -493,8 +493,15 @@ def next_run(
         return None
 
 
+def epoch_ms(moment: datetime | None) -> int | None:
+    """A time as the registry and the API write every timestamp: epoch milliseconds."""
+    return int(moment.timestamp() * 1000) if moment else None
+
+
 def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
     """Every schedule (or those of one queue): key, jobType, queue, pattern, next, enabled.
+
+    `next` and `lastRunAt` are epoch ms, as job timestamps are (the seeds show ms).
 
     Never raises for a row: a schedule that cannot be computed is listed with `next: null`
     and its error in `lastError`.
@@ -521,9 +528,9 @@ def list_schedules(queue: str | None = None) -> list[dict[str, Any]]:
                 "queue": task_queue,
                 "pattern": pattern,
                 "timezone": str(task.crontab.timezone) if task.crontab_id else None,
-                "next": upcoming.isoformat() if upcoming else None,
+                "next": epoch_ms(upcoming),
                 "enabled": task.enabled,
-                "lastRunAt": task.last_run_at.isoformat() if task.last_run_at else None,
+                "lastRunAt": epoch_ms(task.last_run_at),
                 "lastJobId": extra.last_job_id if extra else "",
                 "lastError": error,
             }

@@ -119,8 +119,10 @@ class Completions:
     @staticmethod
     def logged(done: list[tuple[scripts.Completion, dict[str, Any]]], flags: str) -> None:
         for (_done, fields), flag in zip(done, flags, strict=True):
-            if flag == "1":
+            if flag == str(scripts.COMPLETED):
                 log.info("job_complete", **fields)
+            elif flag == str(scripts.COMPLETED_CANCELLED):  # failed 'cancelled' instead
+                log.warning("job_cancelled", **fields)
             else:
                 log.warning("job_lock_lost", **fields)
 
@@ -132,7 +134,7 @@ class Completions:
             except Exception:  # Redis away: keep what is left for the next attempt
                 self.put_back(done[i:])
                 raise
-            self.logged([(completion, fields)], "1" if written else "0")
+            self.logged([(completion, fields)], str(written))
 
 
 completions = Completions()

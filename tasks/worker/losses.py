@@ -34,7 +34,7 @@ def _live_claim(request: Request) -> dict[str, Any] | None:
     return (request.message.headers or {}).get(CLAIM_HEADER)
 
 
-def record_loss(request: Request, reason: str) -> str | None:
+def record_loss(request: Request, reason: str, permanent: bool = False) -> str | None:
     """Record the attempt `request` was running as failed with `reason`; its outcome, or
     None for a message that carries no claim (claimed in the pool process: left to the
     stalled check, which is what happened to every lost job before)."""
@@ -47,7 +47,7 @@ def record_loss(request: Request, reason: str) -> str | None:
               "attempt": claim["attemptsMade"] + 1}  # fmt: skip
     try:
         job_opts = parse_opts(claim["opts"])
-        delay = retry_delay(job_opts, fields["attempt"], permanent=False)
+        delay = retry_delay(job_opts, fields["attempt"], permanent=permanent)
         return record_failure(declared.queue, claim["token"], job_opts, reason, "", delay, fields)
     except Exception:  # Redis away: the lock expires and the stalled check takes over
         log.warning("job_loss_not_recorded", **fields, reason=reason, exc_info=True)
@@ -76,6 +76,18 @@ def held_claims() -> list[tuple[str, str, str]]:
     return held
 
 
+def running_claims() -> list[tuple[Request, str, str, str]]:
+    """(request, queue, job id, token) of every claimed job a pool process is running."""
+    running = []
+    for request in _requests():
+        claim = _live_claim(request) if request.time_start else None
+        address = claim and job_address({**request.message.headers,
+                                         "delivery_info": request.delivery_info})  # fmt: skip
+        if address:
+            running.append((request, *address, claim["token"]))
+    return running
+
+
 def cut_off_running(reason: str) -> int:
     """Record every job this worker is running as cut off (a shutdown's end); how many."""
     return sum(record_loss(r, reason) is not None for r in _requests() if r.time_start)
@@ -98,7 +110,9 @@ class JobRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True,
                    return_ok: bool = False) -> Any:  # fmt: skip
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
-        if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt):
+        if getattr(self, "_jobyard_cancelled", False):  # killed by cancels.py, which
+            pass  # recorded the run as failed "cancelled" right after the kill
+        elif isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt):
             record_loss(self, _worker_lost_reason(exc))
         elif isinstance(exc, TimeLimitExceeded):
             record_loss(self, f"hard time limit {exc.args[0] if exc.args else '?'} s exceeded")

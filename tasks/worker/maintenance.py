@@ -8,7 +8,8 @@ One daemon thread per worker (started when the worker is ready, stopped at shutd
   them died) and sends them again, up to the stall limit;
 - sends again the waiting jobs of those queues whose message is gone (a backstop);
 - renews the locks of the jobs this worker holds, whatever its pool processes are doing;
-- writes this worker's heartbeat (host, queues, concurrency, running jobs).
+- writes this worker's heartbeat (host, queues, concurrency, running jobs);
+- kills the pool processes of its running jobs cancelled over the grace ago (cancels.py).
 
 Each of these is one atomic script, so any number of workers can run the loop at once.
 A SIGTERM starts the shutdown grace timer (WORKER_SHUTDOWN_GRACE).
@@ -20,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -28,17 +30,22 @@ import structlog
 from celery import signals
 from django.conf import settings
 
-from tasks import keys, scripts
+from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
+from tasks.redis_settings import warn_once
+from tasks.worker.cancels import CancelWatch
 from tasks.worker.claims import set_node_name
 from tasks.worker.losses import cut_off_running, held_claims
+from tasks.worker.runner import set_pool
 
 log = structlog.get_logger("jobyard.worker")
 
 
 class Maintenance:
-    def __init__(self, hostname: str, queues: list[str], concurrency: int, running) -> None:
+    def __init__(self, hostname: str, queues: list[str], concurrency: int, running,
+                 pool: Any = None) -> None:  # fmt: skip
         self.hostname = hostname
+        self.cancels = CancelWatch(pool)
         self.queues = queues
         self.concurrency = concurrency
         self.running = running  # () -> number of jobs this worker is running now
@@ -110,6 +117,7 @@ class Maintenance:
         while not self._stop.wait(sleep):
             try:
                 sleep = self.promote()
+                self.cancels.step()  # kill what was cancelled and would not stop
                 now = time.monotonic()
                 if now >= next_renewal:
                     self.renew_locks()
@@ -130,8 +138,18 @@ _maintenance: Maintenance | None = None
 
 
 @signals.celeryd_after_setup.connect
-def _remember_node_name(sender: str = "", **kwargs: Any) -> None:
+def _remember_node_name(sender: str = "", instance: Any = None, **kwargs: Any) -> None:
     set_node_name(sender)
+    if instance is not None:
+        set_pool(pool_name(instance.pool_cls))
+
+
+def pool_name(pool_cls: Any) -> str:
+    """`threads`, `gevent`, `solo`, `prefork`, ... from Celery's pool class (or its alias)."""
+    if isinstance(pool_cls, str):
+        return pool_cls
+    module = pool_cls.__module__.rsplit(".", 1)[-1]
+    return {"thread": "threads"}.get(module, module)
 
 
 @signals.worker_ready.connect
@@ -144,8 +162,17 @@ def _start_maintenance(sender: Any = None, **kwargs: Any) -> None:
     _maintenance = Maintenance(
         consumer.hostname, [q for q in queues if q in settings.JOBYARD_QUEUES],
         consumer.controller.concurrency, lambda: len(state.active_requests),
+        consumer.pool,
     )  # fmt: skip
     _maintenance.start()
+    warn_once("worker")
+
+
+@signals.worker_init.connect
+def _start_tracing(**kwargs: Any) -> None:
+    """Traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (tasks/tracing.py): set up in the main
+    process, before a prefork pool forks (the SDK restarts its export thread in each child)."""
+    tracing.setup("jobyard-worker", celery=True)
 
 
 @signals.worker_init.connect
@@ -185,7 +212,20 @@ def _start_grace_timer(sig: str = "", how: str = "", **kwargs: Any) -> None:
         _cut_off(f"cut off by the worker's shutdown after {grace:g} s grace")
         os.kill(os.getpid(), signal.SIGQUIT)
 
-    timer = threading.Timer(grace, cold_shutdown)
+    call_later(grace, cold_shutdown)
+
+
+def call_later(seconds: float, func: Any) -> None:
+    """Call `func` in `seconds`, from a signal handler. Under `-P gevent` (threading
+    monkey-patched) the handler runs in gevent's hub, where starting a thread waits for it
+    to start, which gevent refuses there (BlockingSwitchOutError): a greenlet instead."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        import gevent
+
+        gevent.spawn_later(seconds, func)
+        return
+    timer = threading.Timer(seconds, func)
     timer.daemon = True
     timer.start()
 

@@ -26,9 +26,17 @@ from celery.exceptions import Ignore, Retry
 from celery.result import AsyncResult
 from django.conf import settings
 
-from tasks import scripts
+from tasks import keys, scripts, tracing
+from tasks.connection import get_redis
 from tasks.enqueue import adopt
-from tasks.errors import InvalidJobData, JobFailed, JobyardError, PermanentError, RetryAfter
+from tasks.errors import (
+    InvalidJobData,
+    JobCancelled,
+    JobFailed,
+    JobyardError,
+    PermanentError,
+    RetryAfter,
+)
 from tasks.job import Job, get_job
 from tasks.options import MAX_DELAY_MS, JobOptions, shown
 from tasks.registry import JobType, dumps, get_job_type
@@ -155,6 +163,15 @@ def parse_opts(raw: str) -> JobOptions:
     return JobOptions.model_validate_json(raw)
 
 
+def _trace_of(queue: str, job_id: str) -> str | None:
+    """The trace context stored with the job at enqueue (tasks/tracing.py): one HGET per
+    run, and only with tracing on."""
+    if not tracing.enabled():
+        return None
+    raw = get_redis().hget(keys.job(queue, job_id), "trace")
+    return raw.decode() if raw else None
+
+
 def retry_delay(job_opts: JobOptions, attempts_made: int, permanent: bool) -> int:
     """Milliseconds until the next attempt, or -1 when the job has failed for good.
 
@@ -229,7 +246,8 @@ def execute(
     reason: str | None = None
     error: BaseException | None = None
     try:
-        value = declared.func(job, **job.data)
+        with tracing.run_span(declared.name, queue, job_id, attempt, _trace_of(queue, job_id)):
+            value = declared.func(job, **job.data)
     except SoftTimeLimitExceeded as exc:
         reason, permanent, error = f"timed out after {job_opts.timeout} ms", False, exc
         stack = traceback.format_exc()
@@ -239,7 +257,8 @@ def execute(
         if not isinstance(exc, Exception) and terminate_handler_fired():
             raise
         reason = describe(exc)
-        permanent = isinstance(exc, (PermanentError, *declared.throws))
+        # A cancelled job is not retried (fail.lua says so too, whatever the job raised).
+        permanent = isinstance(exc, (PermanentError, JobCancelled, *declared.throws))
         stack = traceback.format_exc()
         # Celery is handed an Exception: a job's SystemExit must not end the pool process.
         error = exc if isinstance(exc, Exception) else JobFailed(job_id, reason)
@@ -252,13 +271,24 @@ def execute(
     finally:
         _locks.release(queue, job_id)
     duration_ms = round((time.monotonic() - started) * 1000, 3)
+    if reason is None and overran(job_opts, duration_ms):
+        reason, permanent, stack = (
+            f"timed out after {job_opts.timeout} ms (ran {duration_ms:.0f} ms; the "
+            f"{pool.name} pool cannot stop a running job, so the attempt failed when it "
+            "returned)", False, "",
+        )  # fmt: skip
+        error = JobFailed(job_id, reason)
 
     if reason is None:
         keep, age = job_opts.retention(True, queue_conf["keep_completed"])
         done = scripts.Completion(queue, job_id, token, returnvalue, keep, age)
         if completions.defer(done, {**fields, "duration_ms": duration_ms}):
             return Attempt("completed", value)  # written (and logged) by the next take
-        if not scripts.complete(done):
+        written = scripts.complete(done)
+        if written == scripts.COMPLETED_CANCELLED:  # returned after a cancel: failed so
+            log.warning("job_cancelled", **fields, duration_ms=duration_ms)
+            return Attempt("failed", error=JobCancelled(job_id))
+        if not written:
             log.warning("job_lock_lost", **fields, duration_ms=duration_ms)
             return Attempt("lost")
         log.info("job_complete", **fields, duration_ms=duration_ms)
@@ -272,14 +302,50 @@ def execute(
     return Attempt(outcome, error=error, retry_in_ms=delay)
 
 
+class _Pool:
+    """The pool this worker process runs jobs in (`-P`), told by the worker at start-up
+    (maintenance.py); outside a worker, one that enforces time limits."""
+
+    name = "prefork"
+    #: prefork, gevent and eventlet stop a job at its time limit (Celery's soft limit raises
+    #: in the job, the hard one ends it); threads and solo cannot: a thread cannot be
+    #: stopped from outside, so there the attempt fails when it returns past its timeout.
+    enforces_time_limits = True
+
+
+pool = _Pool()
+
+#: Celery's pool modules that stop a job at its time limit.
+_STOPPING_POOLS = ("prefork", "gevent", "eventlet")
+
+
+def set_pool(name: str) -> None:
+    """Record the worker's pool: `threads`, `gevent`, `solo`, `prefork`, or the module
+    of a custom pool class."""
+    pool.name = name
+    pool.enforces_time_limits = name in _STOPPING_POOLS
+
+
+def overran(job_opts: JobOptions, duration_ms: float) -> bool:
+    """A successful attempt that ran past its timeout in a pool that could not stop it."""
+    return (
+        bool(job_opts.timeout)
+        and not pool.enforces_time_limits
+        and (duration_ms > job_opts.timeout)
+    )
+
+
 def record_failure(
     queue: str, token: str, job_opts: JobOptions, reason: str, stack: str, delay: int,
-    fields: dict[str, Any],
+    fields: dict[str, Any], expired: bool = False,
 ) -> str:  # fmt: skip
     """Record a failed attempt (fields name the job and attempt): 'retrying' in `delay` ms,
-    'failed' (delay -1), or 'lost' when `token` no longer holds the job."""
+    'failed' (delay -1), or 'lost' when `token` no longer holds the job. `expired`: its
+    Celery message was past its `expires` (counted as such in /metrics)."""
     keep, age = job_opts.retention(False, settings.JOBYARD_QUEUES[queue]["keep_failed"])
-    outcome = scripts.fail(queue, fields["job_id"], token, reason, stack, delay, keep, age)
+    outcome = scripts.fail(
+        queue, fields["job_id"], token, reason, stack, delay, keep, age, expired=expired
+    )
     if outcome is None:
         log.warning("job_lock_lost", **fields, reason=reason)
         return "lost"

@@ -33,7 +33,14 @@ from django.conf import settings
 from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.registry import dumps
-from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
+from tasks.worker.claims import (
+    CLAIM_HEADER,
+    Completions,
+    claim,
+    completions,
+    job_address,
+    worker_name,
+)
 from tasks.worker.runner import PLAIN_OPTIONS, JobTask, _locks, describe, record_failure
 
 log = structlog.get_logger("jobyard.jobs")
@@ -116,8 +123,10 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
         if completions.defer(done, fields):
             return "completed"
         written = scripts.complete(done)
-        log.info("job_complete", **fields) if written else log.warning("job_lock_lost", **fields)
-        return "completed" if written else "lost"
+        Completions.logged([(done, fields)], str(written))
+        return {scripts.COMPLETED: "completed", scripts.COMPLETED_CANCELLED: "failed"}.get(
+            written, "lost"
+        )
     if state == states.RETRY:  # due again as the retry's own message says (send.lua)
         reason = describe(value) if isinstance(value, BaseException) else str(value)
         return _fail(queue, job_id, token, reason, stack, scripts.RETRY_AS_RESENT, fields)
@@ -134,9 +143,9 @@ def record(tracked: _Tracked, job_id: str, state: str | None, value: Any, stack:
 
 
 def _fail(queue: str, job_id: str, token: str, reason: str, stack: str, delay: int,
-          fields: dict[str, Any]) -> str:  # fmt: skip
+          fields: dict[str, Any], expired: bool = False) -> str:  # fmt: skip
     return record_failure(queue, token, PLAIN_OPTIONS, reason, stack, delay,
-                          {**fields, "job_id": job_id})  # fmt: skip
+                          {**fields, "job_id": job_id}, expired=expired)  # fmt: skip
 
 
 def _hand_back(queue: str, job_id: str, token: str, reason: str, fields: dict[str, Any]) -> str:
@@ -168,6 +177,7 @@ def _revoked(sender: Any = None, request: Any = None, terminated: bool = False,
     reason = "expired" if expired else "revoked"
     try:
         _fail(queue, job_id, claimed["token"], reason, "", -1,
-              {"job_id": job_id, "job_type": fields.get("task"), "queue": queue})  # fmt: skip
+              {"job_id": job_id, "job_type": fields.get("task"), "queue": queue},
+              expired=expired)  # fmt: skip
     except Exception:
         log.warning("job_outcome_not_recorded", job_id=job_id, reason=reason, exc_info=True)

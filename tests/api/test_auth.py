@@ -74,7 +74,7 @@ def test_it_walks_every_pattern_including_each_row_of_the_design():
         assert url in urls_seen
     # trigger, retry, remove, pause, resume (and retry-failed, clean), an import need write
     assert {url.rsplit("/", 1)[-1] for url, _ in WRITES} == {
-        "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean",
+        "trigger", "retry", "no-such-job", "pause", "resume", "retry-failed", "clean", "recover-stalled",
         "imports", "aggregate-daily", "read", "read-all", "endpoints", "ping", "replay",
         "reminders", "0"}  # fmt: skip
 

@@ -28,7 +28,7 @@ def test_a_job_answers_as_its_model_writes_it(api, job):
     response = api.get(f"/api/v1/jobs/default/{job.id}")
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {field.alias for field in schemas.Job.model_fields.values()}
+    assert set(body) == {field.alias for field in schemas.JobDetail.model_fields.values()}
     assert body["data"] == {"value": "é"} and body["state"] == "delayed"
 
 

@@ -94,7 +94,8 @@ def test_an_existing_job_id_answers_200_with_that_job_and_creates_nothing(api):
     assert body["job"]["data"] == {"value": 1}  # the existing job, untouched
     assert body["job"]["timestamps"]["delayUntil"] is not None
     assert Queue("catalog").counts() == {"waiting": 0, "active": 0, "completed": 0,
-                                         "failed": 0, "delayed": 1, "paused": 0}  # fmt: skip
+                                         "failed": 0, "delayed": 1, "paused": 0,
+                                         "waiting-children": 0}  # fmt: skip
 
 
 def test_a_paused_queue_still_accepts_jobs(api, worker):

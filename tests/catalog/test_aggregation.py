@@ -268,7 +268,7 @@ def test_setup_schedules_installs_the_nightly_run():
     assert (nightly["jobType"], nightly["queue"], nightly["enabled"]) == (
         "aggregate-daily", "reports", True)  # fmt: skip
     assert nightly["pattern"].startswith("0 1 * * *")
-    upcoming = datetime.fromisoformat(nightly["next"]).astimezone(UTC)
+    upcoming = datetime.fromtimestamp(nightly["next"] / 1000, UTC).astimezone(UTC)
     assert (upcoming.hour, upcoming.minute) == (1, 0)
     from django_celery_beat.models import PeriodicTask
 
@@ -315,7 +315,7 @@ def test_get_has_the_seeds_shape(reader):
     assert body["recent"]["completed"][0]["returnvalue"]["days"] == 1
     [nightly] = body["scheduled"]
     assert nightly["key"] == "jobs-aggregate-daily" and nightly["pattern"].startswith("0 1 * * *")
-    assert datetime.fromisoformat(nightly["next"]).astimezone(UTC).hour == 1
+    assert datetime.fromtimestamp(nightly["next"] / 1000, UTC).astimezone(UTC).hour == 1
 
 
 # --- on a real worker: the endpoint, the trigger API, the CLI, the admin's form -----------

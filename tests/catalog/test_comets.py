@@ -290,8 +290,8 @@ def test_setup_schedules_installs_the_weekly_refresh_and_the_daily_cleanup():
         True,
     )
     assert weekly["pattern"].startswith("0 0 * * 0")
-    assert datetime.fromisoformat(weekly["next"]).weekday() == 6  # a Sunday, 00:00 UTC
-    assert datetime.fromisoformat(weekly["next"]).astimezone(UTC).hour == 0
+    assert datetime.fromtimestamp(weekly["next"] / 1000, UTC).weekday() == 6  # a Sunday, 00:00 UTC
+    assert datetime.fromtimestamp(weekly["next"] / 1000, UTC).astimezone(UTC).hour == 0
     assert listed["catalog-cleanup-daily"]["jobType"] == "cleanup-old-data"
 
     job = run_job("schedule-recurring-comets", {"pattern": "30 6 * * 1", "maxMagnitude": 12})

@@ -62,6 +62,15 @@ def progress(job: Job, steps: int) -> str:
     return "done"
 
 
+def gather(job: Job, key: str | None = None) -> dict[str, Any]:
+    """A flow's parent: counts its runs and sums its children's values (tests/test_flows.py)."""
+    run = _runs(key, job)
+    values = job.children_values()
+    numbers = [v for v in values.values() if isinstance(v, int | float)]
+    return {"run": run, "children": len(values), "sum": sum(numbers),
+            "failures": job.children_failures(), "seen": sorted(values)}  # fmt: skip
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no str for you")
@@ -92,12 +101,32 @@ def die(job: Job, how: str, key: str | None = None, seconds: float = 0) -> None:
                 time.sleep(0.1)
 
 
+def patient(job: Job, seconds: float, via: str, key: str | None = None) -> str:
+    """Runs up to `seconds` in short steps, each seeing a cancel its own way
+    (tests/test_job_control.py): `progress` and `log` report (JobCancelled raises there),
+    `flag` reads job.cancelled and returns, `ignore` only sleeps, `busy` spins on the CPU."""
+    _runs(key, job)
+    deadline = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < deadline:
+        step += 1
+        if via == "progress":
+            job.update_progress(min(99, step))
+        elif via == "log":
+            job.log(f"step {step}")
+        elif via == "flag" and job.cancelled:
+            return f"stopped at step {step}"
+        if via != "busy":
+            time.sleep(0.05)
+    return "ran to the end"
+
+
 # One variant of each per queue: a test picks a queue no other test's workers consume.
 # A worker started with JOBYARD_TEST_WITHOUT="t-echo.cleanup,..." lacks those: a worker of
 # an older release, in the rolling deploy test.
 _without = set(filter(None, os.environ.get("JOBYARD_TEST_WITHOUT", "").split(",")))
 for _queue in settings.JOBYARD_QUEUES:
-    for _func in (echo, record, sleep, flaky, permanent, progress, die):
+    for _func in (echo, record, sleep, flaky, permanent, progress, die, gather, patient):
         if f"t-{_func.__name__}.{_queue}" not in _without:
             job_type(f"t-{_func.__name__}.{_queue}", queue=_queue)(_func)
 
@@ -120,5 +149,19 @@ def throws(job: Job) -> None:
 
 # The job type docs/jobs.md declares in its first example, so that the examples after it
 # run on a worker that knows it.
-_doc = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
-exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
+for _page in ("jobs.md", "flows.md"):
+    _doc = (Path(__file__).resolve().parents[2] / "docs" / _page).read_text()
+    exec(re.findall(r"```python\n(.*?)```", _doc, re.S)[0], {})
+
+
+@job_type("t-attempts", queue="default")
+def attempts_seen(job: Job, key: str) -> dict[str, Any]:
+    """Records what a running job reads of its attempts, and fails until its last one:
+    the API boilerplate's `if job.attemptsMade < job.opts.attempts` pattern."""
+    client = get_redis()
+    seen = {"attempts": job.attempts, "attemptsMade": job.attempts_made,
+            "optsAttempts": job.opts.get("attempts")}  # fmt: skip
+    client.rpush(key, __import__("json").dumps(seen))
+    if job.attempts_made + 1 < job.opts["attempts"]:
+        raise RuntimeError(f"attempt {job.attempts_made + 1} fails")
+    return seen
