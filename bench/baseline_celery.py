@@ -7,9 +7,12 @@ BENCH_REDIS_URL must be set before this module is imported.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 from celery import group
@@ -92,6 +95,41 @@ def prefill(r: redis.Redis, n: int) -> dict[str, float]:
     enqueue_group(n, batched=True)
     _check_count(r, n)
     return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
+
+
+#: Above this many, many_waiting clones the messages Celery sent (see there).
+SENT_FOR_REAL = 100_000
+
+
+def many_waiting(r: redis.Redis, n: int) -> dict[str, Any]:
+    """N waiting messages, no worker: memory per message. Up to SENT_FOR_REAL are sent with
+    batched groups (as `prefill`); past that (1,000,000 takes an hour on a loaded 2-core VM)
+    the rest are copies of those messages with fresh task ids (same length, same list),
+    LPUSHed in pipelines: the memory a message takes depends on its bytes alone."""
+    warm_up(r)
+    before = common.used_memory(r)
+    start = time.perf_counter()
+    real = min(n, SENT_FOR_REAL)
+    enqueue_group(real, batched=True)
+    lists = [key for key in common.queue_keys(QUEUE) if r.llen(key)]
+    samples = r.lrange(lists[0], 0, 999)
+    for i in range(real, n, 1000):
+        pipe = r.pipeline(transaction=False)
+        for raw in samples[: min(1000, n - i)]:
+            task_id = json.loads(raw)["headers"]["id"]
+            pipe.lpush(lists[0], raw.replace(task_id.encode(), str(uuid.uuid4()).encode()))
+        pipe.execute()
+    fill_s = time.perf_counter() - start
+    after = common.used_memory(r)
+    _check_count(r, n)
+    return {
+        "n": n,
+        "sent_by_celery": real,
+        "sample_message_bytes": len(samples[0]),
+        "fill_jobs_per_s": n / fill_s,
+        "bytes_per_waiting_job": (after - before) / n,
+        "used_memory_delta_bytes": after - before,
+    }
 
 
 def probe(r: redis.Redis) -> Callable[[], tuple[int, bool]]:

@@ -156,6 +156,23 @@ def plain_prefill(r: redis.Redis, n: int, chunk: int = 1000) -> dict[str, float]
     return {"bytes_per_waiting_job": (common.used_memory(r) - before) / n}
 
 
+def plain_many_waiting(r: redis.Redis, n: int) -> dict[str, float]:
+    """N tracked plain Celery tasks waiting (sent as `plain_prefill` sends them): memory."""
+    start = time.perf_counter()
+    memory = plain_prefill(r, n)
+    job_id = r.zrange(keys.state(QUEUE, "waiting"), 0, 0)[0].decode()
+    events = r.memory_usage(keys.events(QUEUE)) or 0  # capped: per job only at small N
+    return {
+        "n": n,
+        "fill_jobs_per_s": n / (time.perf_counter() - start),
+        "sample_job_hash_bytes": r.memory_usage(keys.job(QUEUE, job_id)),
+        "sample_job_hash_encoding": r.object("encoding", keys.job(QUEUE, job_id)).decode(),
+        "events_stream_bytes": events,
+        "bytes_per_waiting_job_without_events": memory["bytes_per_waiting_job"] - events / n,
+        **memory,
+    }
+
+
 def plain_drain(
     r: redis.Redis, n: int, worker_args: Sequence[str], workers: int = 1, timeout: float = 600
 ) -> dict[str, float]:
@@ -229,6 +246,7 @@ def many_waiting(r: redis.Redis, n: int, calls: int = 200) -> dict[str, float]:
         "n": n,
         "sample_job_hash_bytes": r.memory_usage(keys.job(QUEUE, job_id)),
         "sample_job_hash_fields": r.hlen(keys.job(QUEUE, job_id)),
+        "sample_job_hash_encoding": r.object("encoding", keys.job(QUEUE, job_id)).decode(),
         "sample_message_bytes": len(message),
         "fill_jobs_per_s": n / fill_s,
         "bytes_per_waiting_job": (after - before) / n,

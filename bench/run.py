@@ -40,7 +40,10 @@ TARGETS = {
     "latency_p50_delta_ms": 1.0,
     "latency_p99_ratio": 2.0,
     "inspect_ms": 10.0,
+    "bytes_per_waiting_job": 700,
 }
+#: Tracked plain Celery tasks waiting in e): sent as Celery sends them, a few hundred a second.
+PLAIN_MANY_N = 10_000
 
 
 def log(msg: str) -> None:
@@ -268,7 +271,12 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     })  # fmt: skip
     # e) many waiting jobs
     out["many_waiting"] = section("e", lambda: {
+        "celery": step(f"many-{many_n}/celery", lambda: cel.many_waiting(r, many_n)),
         "jobyard": step(f"many-{many_n}/jobyard", lambda: jy.many_waiting(r, many_n)),
+        # Sent the Celery way (groups through send.lua: slow to fill), so fewer of them.
+        "jobyard_plain": step(
+            f"many-{PLAIN_MANY_N}/jobyard-plain", lambda: jy.plain_many_waiting(r, PLAIN_MANY_N)
+        ),
         "bullmq": step(f"many-{many_n}/bullmq", lambda: bull("many", n=many_n))
         if not args.quick
         else None,
@@ -470,6 +478,10 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     ratio = j99 / c99 if c99 and j99 is not None else None
     add("d) latency p99: Jobyard / Celery", ratio, f"<= {TARGETS['latency_p99_ratio']}",
         None if ratio is None else ratio <= TARGETS["latency_p99_ratio"])  # fmt: skip
+    per_job = _get(out, "many_waiting", "jobyard", "bytes_per_waiting_job")
+    add(f"e) Redis bytes per waiting job at {_get(out, 'config', 'many_n')}", per_job,
+        f"<= {TARGETS['bytes_per_waiting_job']}",
+        None if per_job is None else per_job <= TARGETS["bytes_per_waiting_job"])  # fmt: skip
     for call in ("counts", "metrics"):
         for stat in ("median_ms", "p99_ms"):
             value = _get(out, "many_waiting", "jobyard", call, stat)
@@ -539,8 +551,11 @@ def table(out: dict[str, Any]) -> str:
     many_n = _get(out, "config", "many_n")
     row(f"e) fill {many_n:,} waiting, jobs/s", None, _get(m, "jobyard", "fill_jobs_per_s"),
         _get(m, "bullmq", "fill_jobs_per_s"))  # fmt: skip
-    row("e) Redis bytes per waiting job", None, _get(m, "jobyard", "bytes_per_waiting_job"),
+    row("e) Redis bytes per waiting job", _get(m, "celery", "bytes_per_waiting_job"),
+        _get(m, "jobyard", "bytes_per_waiting_job"),
         _get(m, "bullmq", "bytes_per_waiting_job"))  # fmt: skip
+    row(f"e) ... plain Celery task, tracked (at {PLAIN_MANY_N:,})", None,
+        _get(m, "jobyard_plain", "bytes_per_waiting_job"), None)  # fmt: skip
     for stat in ("median_ms", "p99_ms"):
         row(f"e) counts() {stat} (BullMQ getJobCounts)", None,
             _get(m, "jobyard", "counts", stat), _get(m, "bullmq", "counts", stat), 3)  # fmt: skip

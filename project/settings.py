@@ -260,6 +260,10 @@ JOBYARD = {
         "JOBYARD_HEARTBEAT_INTERVAL_MS", default=5_000, validate=Range(min=100)
     ),
     "EVENTS_MAXLEN": env.int("JOBYARD_EVENTS_MAXLEN", default=10_000, validate=Range(min=100)),
+    # A waiting job's broker message is a token `queue/id`, the Celery message built from the
+    # job as a worker takes it (tasks/messages.py). Off: full messages, which a release before
+    # lean messages can read; for a rolling deploy from such a release (docs/operations.md).
+    "LEAN_MESSAGES": env.bool("JOBYARD_LEAN_MESSAGES", default=True),
     "STACKTRACES_KEPT": 10,
     # job.log(): the newest lines kept per job (older ones are dropped as new ones come).
     "LOG_LINES_KEPT": env.int("JOBYARD_LOG_LINES_KEPT", default=1000, validate=Range(min=1)),

@@ -28,7 +28,7 @@ from tasks import keys, scripts, tracing
 from tasks.connection import get_redis
 from tasks.errors import InvalidJobData, InvalidJobOptions
 from tasks.job import Job, get_job
-from tasks.options import ID_PATTERN, parse_options
+from tasks.options import ID_PATTERN, parse_options, shown, stored
 from tasks.registry import dumps, find_job_type, get_job_type
 
 log = structlog.get_logger("jobyard.enqueue")
@@ -64,13 +64,12 @@ def _prepare(name: str, data: dict[str, Any] | None, options: dict[str, Any]) ->
     params = declared.validate(data)
     opts = parse_options(options).merged_over(declared.defaults)
     job_id = opts.job_id or uuid.uuid4().hex
-    stored_opts = opts.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"job_id"})
     job = Job(
-        queue=declared.queue, id=job_id, name=name, data=params, opts=stored_opts,
+        queue=declared.queue, id=job_id, name=name, data=params, opts=shown(opts),
         attempts=opts.attempts or 1, priority=opts.priority_step() + 1,
     )  # fmt: skip
     delay = opts.debounce.delay if opts.debounce else opts.delay
-    new = scripts.NewJob(job_id, name, dumps(params), dumps(stored_opts), opts.priority_step(),
+    new = scripts.NewJob(job_id, name, dumps(params), dumps(stored(opts)), opts.priority_step(),
                          opts.timelimit(), delay, opts.attempts or 1,
                          int(bool(opts.lifo)))  # fmt: skip
     return _Prepared(job, new, _features(opts))
@@ -212,7 +211,7 @@ def prepare_message(
         attempts = opts.attempts or 1
         timelimit = opts.timelimit()
         headers["timelimit"] = json.loads(timelimit)
-        stored_opts = opts.model_dump(mode="json", by_alias=True, exclude_none=True)
+        stored_opts = stored(opts)
     else:
         data = {"args": args, "kwargs": kwargs}
         task = current_app.tasks.get(name)

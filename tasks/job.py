@@ -12,6 +12,7 @@ from tasks import keys, scripts
 from tasks.connection import get_redis
 from tasks.errors import InvalidJobState, JobCancelled, JobFailed, WaitTimeout
 from tasks.events import Event, job_events, last_event_id, recent_job_event
+from tasks.options import expanded
 from tasks.registry import check_queue, dumps
 from tasks.states import FINISHED
 
@@ -63,7 +64,7 @@ class Job:
             state = "paused"
         return cls(
             queue=queue, id=job_id, name=h.get("name", ""), data=json.loads(h.get("data", "{}")),
-            opts=json.loads(h.get("opts", "{}")), state=state,
+            opts=expanded(h.get("opts", "{}")), state=state,
             progress=json.loads(h["progress"]) if "progress" in h else 0,
             returnvalue=json.loads(h["returnvalue"]) if "returnvalue" in h else None,
             attempts_made=num("attemptsMade") or 0, attempts=num("attempts") or 1,

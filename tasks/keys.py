@@ -219,4 +219,5 @@ def lua_header() -> str:
         f"local BELLS_KEPT = {BELLS_KEPT}\n"
         f"local HISTOGRAM_BUCKETS_MS = {{{', '.join(map(str, HISTOGRAM_BUCKETS_MS))}}}\n"
         f"local RESULT_CHANNEL = {RESULT_CHANNEL!r}\n"
+        f"local LEAN_MESSAGES = {'true' if settings.JOBYARD['LEAN_MESSAGES'] else 'false'}\n"
     )

@@ -184,3 +184,23 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
         {"field": ".".join(str(part) for part in error["loc"]) or "(root)", "message": error["msg"]}
         for error in exc.errors()
     ]
+
+
+def shown(opts: JobOptions) -> dict[str, Any]:
+    """A job's options as the API, the archive and the job itself show them."""
+    return opts.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"job_id"})
+
+
+def stored(opts: JobOptions) -> dict[str, Any]:
+    """What a job's hash keeps of its options: those that differ from the fields' defaults
+    (`expanded` puts them back). Kept short so that the hash stays under Redis's
+    hash-max-listpack-value (64 bytes by default): one value longer turns the whole hash into
+    a hashtable, about 600 bytes more per job (docs/architecture.md, "Lean messages")."""
+    return opts.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"job_id"})
+
+
+def expanded(raw: str) -> dict[str, Any]:
+    """A hash's stored options as `shown` gives them; `{}` (a plain Celery task's) stays."""
+    if raw in ("", "{}"):
+        return {}
+    return shown(JobOptions.model_validate_json(raw))

@@ -333,6 +333,10 @@ class Taken(NamedTuple):
     message: bytes | None = None
     #: The job's claim, for a Jobyard job's message; None for a Celery message.
     claim: Claim | None = None
+    #: For a job's lean token (the message): its hash's time limit and kept message (`tl`,
+    #: `msg`), empty when it has none, to build the Celery message from (tasks/messages.py).
+    timelimit: bytes | None = None
+    kept: bytes | None = None
 
 
 def parse_take(reply: Sequence[Any]) -> Taken:
@@ -343,8 +347,10 @@ def parse_take(reply: Sequence[Any]) -> Taken:
     if rest == [0]:
         return Taken(done, False)
     broker_list, message, *claimed = rest
-    claim = Claim.from_reply(claimed) if claimed else None
-    return Taken(done, False, _text(broker_list), message, claim)
+    if not claimed:
+        return Taken(done, False, _text(broker_list), message)
+    claim = Claim.from_reply(claimed[:6])
+    return Taken(done, False, _text(broker_list), message, claim, *claimed[6:])
 
 
 def take(

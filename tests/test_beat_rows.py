@@ -14,6 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tasks import Queue, get_job, keys
 from tasks.connection import get_redis
+from tasks.messages import read as read_message
 from tasks.scheduling.firing import fire_due
 from tasks.scheduling.models import JobSchedule
 from tasks.scheduling.service import fingerprint, jobyard_priority, list_schedules, run_job_id
@@ -31,7 +32,7 @@ def sent(queue: str = "notifications") -> list[dict]:
     messages = []
     for step, key in enumerate(keys.broker_lists(queue)):
         for raw in reversed(client.lrange(key, 0, -1)):  # LPUSH: the oldest is last
-            message = json.loads(raw)
+            message = read_message(raw, client)  # a job's lean token, resolved
             headers = message["headers"]
             args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
             messages.append(

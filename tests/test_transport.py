@@ -18,7 +18,7 @@ from django.conf import settings
 from kombu import Connection
 
 from project.celery import app
-from tasks import Queue, enqueue, enqueue_bulk, get_job, keys, scripts
+from tasks import Queue, enqueue, enqueue_bulk, get_job, keys, messages, scripts
 from tasks.connection import get_redis
 from tasks.scripts import MAX_POPS, Completion
 from tasks.worker.claims import claim_header
@@ -41,7 +41,9 @@ def take(
 
 
 def taken_id(taken: scripts.Taken) -> str:
-    return json.loads(taken.message)["headers"]["id"]
+    """The job id of take.lua's message: a job's lean token (`queue/id`) or a full message."""
+    address = messages.parse_token(taken.message)
+    return address[1] if address else json.loads(taken.message)["headers"]["id"]
 
 
 def unacked_ids() -> set[str]:

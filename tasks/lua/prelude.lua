@@ -61,19 +61,31 @@ local function ring(p, q)
   if redis.call('LLEN', bell) < BELLS_KEPT then redis.call('LPUSH', bell, 1) end
 end
 
+-- A job's message is its lean token `queue/id` (LEAN_MESSAGES, the default): the consumer
+-- (take.lua, tasks/messages.py) builds the Celery message from the job hash as it claims the
+-- job, so a waiting job costs its hash and about 45 bytes in the list instead of a second,
+-- mostly empty copy of everything (850 bytes). A token never starts with `{`, which every
+-- kombu message does. With LEAN_MESSAGES off (a rolling deploy from a release that reads only
+-- full messages), the full message is written as before.
 -- A job enqueued with `lifo` goes to the consuming end of its list (kombu's consumers pop
 -- from the right, take.lua too): it is the next of its priority to be taken.
 local function publish(p, q, id)
   local k = jkey(p, q, id)
   local f = redis.call('HMGET', k, 'name', 'priority', 'tl', 'msg', 'lifo', 'group')
   local step = tonumber(f[2]) or 0
-  local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   local list = q
   if step > 0 then list = q .. BROKER_SEP .. step end
   local push = 'LPUSH'
   if f[5] then push = 'RPUSH' end
   local group = f[6]  -- a grouped job's message waits in its group's list (take.lua)
   if group then list = qkey(p, q, 'gjobs', group) end
+  if LEAN_MESSAGES then
+    redis.call(push, list, q .. '/' .. id)
+    if group then group_entered(p, q, group, id) end
+    ring(p, q)
+    return
+  end
+  local tag = id .. '#' .. redis.call('HINCRBY', k, 'pub', 1)
   if f[4] then
     -- A job sent the Celery way (send.lua): its own message, canvas and all, under a fresh
     -- delivery tag (a worker may still hold the earlier copy's). kombu's json writes the

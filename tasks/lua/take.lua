@@ -14,7 +14,9 @@
 -- Returns {done} when every list is empty (after dropping any copies), {done, 0} when
 --         `max pops` copies were dropped and more may wait, {done, list, message} for a
 --         Celery message, or for a job:
---         {done, list, message, name, data, opts, attemptsMade, attempts, createdAt};
+--         {done, list, message, name, data, opts, attemptsMade, attempts, createdAt}, and
+--         for a job's lean token (the message) also its time limit and kept message, each
+--         '' when the job has none;
 --         `done` has a character per done job: 1 completed, 0 its lock was lost.
 local p, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lock_ms, maxlen = tonumber(ARGV[4]), ARGV[5]
@@ -98,12 +100,20 @@ for _ = 1, max_pops do
     end
   end
   if not raw then return {done} end
-  -- A job's message (built by publish() in prelude.lua, or sent the Celery way through
-  -- Jobyard's transport, which marks it `jobyard_job: queue/id`; kombu's json writes the
-  -- same separators) is read without decoding it: quotes inside JSON strings are escaped,
-  -- so these patterns cannot match inside a value.
-  local q, id = string.match(raw, '"jobyard_job": "([^"/]*)/([^"]*)"')
-  if not q then
+  -- A job's lean token `queue/id` (publish() in prelude.lua): no kombu message starts
+  -- otherwise than with `{`.
+  local lean = string.byte(raw, 1) ~= 123
+  local q, id
+  if lean then
+    q, id = string.match(raw, '^([^/]+)/(.+)$')
+  else
+    -- A job's full message (written by a release before lean messages, or with them off,
+    -- or sent the Celery way through Jobyard's transport, which marks it `jobyard_job:
+    -- queue/id`; kombu's json writes the same separators) is read without decoding it:
+    -- quotes inside JSON strings are escaped, so these patterns cannot match inside a value.
+    q, id = string.match(raw, '"jobyard_job": "([^"/]*)/([^"]*)"')
+  end
+  if not q and not lean then
     q = string.find(raw, '"origin": "jobyard"', 1, true) and
         string.match(raw, '"routing_key": "([^"]*)"')
     id = q and string.match(raw, '"id": "([^"]*)"')
@@ -115,9 +125,16 @@ for _ = 1, max_pops do
   if claim[1] == 'ok' then
     local g = group_started_as
     if g and g[3] > 0 then group_started(p, g[1], g[2], g[3], now_ms(), token) end
+    if lean then
+      -- What the consumer builds the Celery message from, besides the claim: the time
+      -- limit, and the message a job sent the Celery way keeps (canvas and all).
+      local f = redis.call('HMGET', jkey(p, q, id), 'tl', 'msg')
+      return {done, list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7],
+              f[1] or '', f[2] or ''}
+    end
     return {done, list, raw, claim[2], claim[3], claim[4], claim[5], claim[6], claim[7]}
   end
-  if claim[1] == 'missing' then
+  if claim[1] == 'missing' and not lean then
     -- No such job: make sure the match was the top-level header before dropping it.
     local message = decode(raw)
     local headers = type(message) == 'table' and message.headers

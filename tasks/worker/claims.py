@@ -19,11 +19,10 @@ import structlog
 
 from tasks import scripts
 from tasks.connection import process_name
+from tasks.messages import ORIGIN
 
 #: The header carrying a claim from the consumer to the runner.
 CLAIM_HEADER = "jobyard_claim"
-#: The `origin` header of messages written by enqueue.lua (see lua/prelude.lua's publish).
-ORIGIN = "jobyard"
 
 log = structlog.get_logger("jobyard.jobs")
 

@@ -38,7 +38,7 @@ from tasks.errors import (
     RetryAfter,
 )
 from tasks.job import Job, get_job
-from tasks.options import MAX_DELAY_MS, JobOptions
+from tasks.options import MAX_DELAY_MS, JobOptions, shown
 from tasks.registry import JobType, dumps, get_job_type
 from tasks.worker.claims import CLAIM_HEADER, claim, completions, job_address, worker_name
 
@@ -234,7 +234,7 @@ def execute(
     job_opts = parse_opts(opts)
     job = Job(
         queue=queue, id=job_id, name=declared.name, data=json.loads(claimed["data"]),
-        opts=json.loads(opts), state="active", attempts_made=claimed["attemptsMade"],
+        opts=shown(job_opts), state="active", attempts_made=claimed["attemptsMade"],
         attempts=job_opts.attempts or 1,  # so a job can tell its last attempt
         created_at=claimed["createdAt"], worker=claimed["worker"], _token=token,
     )  # fmt: skip

@@ -52,7 +52,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError, ResponseError
 
-from tasks import keys, scripts
+from tasks import keys, messages, scripts
 from tasks.enqueue import prepare_message
 from tasks.worker.claims import CLAIM_HEADER, claim_header, completions, worker_name  # fmt: skip
 
@@ -76,15 +76,15 @@ class QoS(kombu_redis.QoS):
     """kombu's ack emulation, minus the round trips take.lua already made.
 
     `_recorded`: tags whose unacked entry take.lua wrote (skip kombu's append).
-    `_claimed`: claimed jobs by tag, with their list and message. They have no unacked
-    entry: their ack is the job's complete/fail script, and a requeue is the registry's
-    stall check (lock expiry).
+    `_claimed`: claimed jobs by tag, with their list, message and the entry popped from the
+    list (a lean token or a full message). They have no unacked entry: their ack is the
+    job's complete/fail script, and a requeue is the registry's stall check (lock expiry).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._recorded: set[str] = set()
-        self._claimed: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._claimed: dict[str, tuple[str, dict[str, Any], bytes]] = {}
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self._recorded:
@@ -127,11 +127,11 @@ def _started_tags() -> set[str]:
     return {request.message.delivery_tag for request in list(state.active_requests)}
 
 
-def release(key: str, payload: dict[str, Any]) -> None:
-    """Give back a job claimed but never run, and its message to the front of `key`."""
+def release(key: str, payload: dict[str, Any], entry: bytes) -> None:
+    """Give back a job claimed but never run, and its list entry to the front of `key`."""
     claimed = payload["headers"].pop(CLAIM_HEADER)
     queue = payload["properties"]["delivery_info"]["routing_key"]
-    scripts.release(queue, payload["headers"]["id"], claimed["token"], key, dumps(payload))
+    scripts.release(queue, payload["headers"]["id"], claimed["token"], key, entry)
 
 
 class Channel(kombu_redis.Channel):
@@ -248,15 +248,25 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
         if taken.message is None:  # only copies that must not run: ask again on the next tick
             raise kombu_redis.Empty()
-        key, payload = taken.broker_list, _readable(taken.message)
+        key = taken.broker_list
+        if taken.timelimit is not None:  # a job's lean token: its message built from its hash
+            queue, job_id = taken.message.decode().split(messages.TOKEN_SEP, 1)
+            payload = messages.for_job(queue, job_id, taken.claim.name, self._step(key, queue),
+                                       taken.timelimit, taken.kept, f"{job_id}#{token}")  # fmt: skip
+        else:
+            payload = _readable(taken.message)
         if payload is None:
             log.error("message_unreadable", list=key, message=bytes_to_str(taken.message)[:200])
             raise kombu_redis.Empty()
         self.qos._recorded.add(payload["properties"]["delivery_tag"])
         if taken.claim:
             header = claim_header(token, self._take_worker, taken.claim)
-            self._attach_claim(key, payload, header)
+            self._attach_claim(key, payload, header, taken.message)
         return key, payload
+
+    def _step(self, key: str, queue: str) -> int:
+        """The priority step of `queue`'s list `key` (kombu's _q_for_pri in reverse)."""
+        return 0 if key == queue else int(key[len(queue) + len(self.sep) :])
 
     def _read_bell(self, **options: Any) -> str | None:
         """The bell whose token the idle BRPOP popped, or None when it timed out."""
@@ -270,7 +280,13 @@ class Channel(kombu_redis.Channel):
         if not popped:
             raise kombu_redis.Empty()
         key, raw = popped
-        payload = _readable(raw)
+        if messages.parse_token(raw):  # a job's lean token: the runner claims the job
+            with self.conn_or_acquire() as client:
+                payload = messages.read(raw, client)
+            if payload is None:  # the job is gone (removed): nothing to deliver
+                raise kombu_redis.Empty()
+        else:
+            payload = _readable(raw)
         if payload is None:
             log.error("message_unreadable", list=key, message=bytes_to_str(raw)[:200])
             raise kombu_redis.Empty()
@@ -292,9 +308,11 @@ class Channel(kombu_redis.Channel):
         key, raw = popped
         return bytes_to_str(key), raw
 
-    def _attach_claim(self, key: str, payload: dict[str, Any], claimed: dict[str, Any]) -> None:
+    def _attach_claim(
+        self, key: str, payload: dict[str, Any], claimed: dict[str, Any], entry: bytes
+    ) -> None:
         """The claim rides to the runner in a header; its tag is then acked by the registry."""
-        self.qos._claimed[payload["properties"]["delivery_tag"]] = (key, payload)
+        self.qos._claimed[payload["properties"]["delivery_tag"]] = (key, payload, entry)
         payload["headers"][CLAIM_HEADER] = claimed
 
     def _deliver_popped(self, key: str, payload: dict[str, Any]) -> None:
@@ -369,8 +387,8 @@ class Channel(kombu_redis.Channel):
 
     def _hand_back(self, key: str, payload: dict[str, Any]) -> None:
         tag = payload["properties"]["delivery_tag"]
-        if self.qos._claimed.pop(tag, None):
-            release(key, payload)
+        if claimed := self.qos._claimed.pop(tag, None):
+            release(*claimed)
         elif tag in self.qos._recorded:  # take.lua wrote its unacked entry: restore it
             self.qos.restore_by_tag(tag)
         self.qos._recorded.discard(tag)
