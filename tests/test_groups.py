@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tasks import InvalidJobOptions, Queue, enqueue, enqueue_bulk, get_job, keys, scripts
+from tasks import InvalidJobOptions, Queue, enqueue, enqueue_bulk, get_job, keys, messages, scripts
 from tasks.connection import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,8 +30,15 @@ def take() -> tuple[str, str] | None:
             return None
         if taken.message is not None:
             assert taken.claim is not None and taken.broker_list in LISTS
-            return json.loads(taken.message)["headers"]["id"], token
+            return job_id_of(taken.message), token
     raise AssertionError("take kept dropping copies")
+
+
+def job_id_of(message: bytes) -> str:
+    """A job's lean token `queue/id` (docs/architecture.md, "Lean messages") or, with lean
+    messages off, its full Celery message."""
+    address = messages.parse_token(message)
+    return address[1] if address else json.loads(message)["headers"]["id"]
 
 
 def take_all() -> list[str]:
